@@ -1,0 +1,140 @@
+/**
+ * The one commit loop of a node. Appends are encoded into their log's pending buffer at once
+ * (synchronously) and the log registers itself here. A round then:
+ *   1. asks every registered participant to start its file writes (page cache) and to add
+ *      journal entries for its `fsync` data,
+ *   2. writes the journal with one writev and fdatasyncs it, once, if it got any entries,
+ *   3. waits for all of that and resolves everyone who was waiting on the round.
+ * Only one round is in flight; whatever arrives meanwhile joins the next, which starts at
+ * setImmediate after the current one ends. Batching therefore comes from load, with no timer
+ * (LavinMQ persister.cr, RocketMQ GroupCommitService).
+ */
+import type { Journal, JournalBatch } from './journal.js';
+
+export interface RoundParticipant {
+  /** Detaches pending writes, starts them, and adds journal entries to `batch`. */
+  beginRound(batch: JournalBatch): Promise<void> | null;
+  /** The round that carried this participant's writes is complete (durable where asked). */
+  endRound(err: Error | null): void;
+}
+
+interface Waiter {
+  promise: Promise<void>;
+  resolve: () => void;
+  reject: (err: Error) => void;
+}
+
+function waiter(): Waiter {
+  let resolve!: () => void;
+  let reject!: (err: Error) => void;
+  const promise = new Promise<void>((res, rej) => {
+    resolve = res;
+    reject = rej;
+  });
+  // A round that fails with nobody awaiting it must not crash the process as an unhandled rejection.
+  promise.catch(() => undefined);
+  return { promise, resolve, reject };
+}
+
+export interface CommitStats {
+  rounds: number;
+  journalSyncs: number;
+  journalBytes: number;
+  participantsWritten: number;
+}
+
+export class GroupCommitter {
+  readonly #journal: Journal;
+  #dirty: RoundParticipant[] = [];
+  #dirtySet = new Set<RoundParticipant>();
+  #inFlight: Promise<void> | null = null;
+  #scheduled = false;
+  #next: Waiter | null = null;
+  #closed = false;
+  readonly stats: CommitStats = { rounds: 0, journalSyncs: 0, journalBytes: 0, participantsWritten: 0 };
+  /** Called after every round (the storage uses it to checkpoint early when the journal is large). */
+  onRound: (() => void) | null = null;
+
+  constructor(journal: Journal) {
+    this.#journal = journal;
+  }
+
+  /** Registers a participant with data for the next round. */
+  markDirty(p: RoundParticipant): void {
+    if (!this.#dirtySet.has(p)) {
+      this.#dirtySet.add(p);
+      this.#dirty.push(p);
+    }
+    this.#schedule();
+  }
+
+  /** Resolves when everything appended before this call is stored per its log's policy. */
+  flushed(): Promise<void> {
+    if (this.#dirty.length === 0) return this.#inFlight ?? Promise.resolve();
+    if (this.#next === null) this.#next = waiter();
+    this.#schedule();
+    return this.#next.promise;
+  }
+
+  /** Resolves when the round in flight, if any, has ended. */
+  async settled(): Promise<void> {
+    while (this.#inFlight !== null || this.#dirty.length > 0) {
+      await (this.#inFlight ?? this.flushed());
+    }
+  }
+
+  get pendingParticipants(): number {
+    return this.#dirty.length;
+  }
+
+  close(): void {
+    this.#closed = true;
+  }
+
+  #schedule(): void {
+    if (this.#scheduled || this.#inFlight !== null || this.#closed) return;
+    this.#scheduled = true;
+    setImmediate(this.#run);
+  }
+
+  readonly #run = (): void => {
+    this.#scheduled = false;
+    if (this.#inFlight !== null || this.#dirty.length === 0) return;
+    this.#inFlight = this.#round().finally(() => {
+      this.#inFlight = null;
+      if (this.#dirty.length > 0) this.#schedule();
+    });
+  };
+
+  async #round(): Promise<void> {
+    const parts = this.#dirty;
+    this.#dirty = [];
+    this.#dirtySet.clear();
+    const w = this.#next ?? waiter();
+    this.#next = null;
+    this.stats.rounds++;
+    this.stats.participantsWritten += parts.length;
+    const batch = this.#journal.beginBatch();
+    const work: Promise<void>[] = [];
+    let err: Error | null = null;
+    for (const p of parts) {
+      try {
+        const r = p.beginRound(batch);
+        if (r !== null) work.push(r);
+      } catch (e) {
+        err = e as Error;
+      }
+    }
+    if (batch.entries > 0) {
+      this.stats.journalSyncs++;
+      this.stats.journalBytes += batch.bytes;
+      work.push(this.#journal.writeBatch(batch));
+    }
+    const results = await Promise.allSettled(work);
+    for (const r of results) if (r.status === 'rejected' && err === null) err = r.reason as Error;
+    for (const p of parts) p.endRound(err);
+    if (err) w.reject(err);
+    else w.resolve();
+    if (this.onRound !== null) this.onRound();
+  }
+}

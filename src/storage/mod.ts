@@ -1,0 +1,10 @@
+/** The storage engine's surface: the only file other layers import from storage/. */
+export { Storage, type StorageOptions, type StorageRecoveryReport } from './storage.js';
+export type { Durability } from './durability/policy.js';
+export { DURABILITY_VALUES } from './durability/policy.js';
+export { GroupCommitter, type CommitStats } from './durability/group-commit.js';
+export { SegmentLog, type LogOptions, type LogRecord, type LogRecoveryReport, type RetentionPolicy } from './log/segment-log.js';
+export { RecordType } from './log/record.js';
+export type { QueueStore, StoredMessage, QueueStoreStats } from './queue-store/queue-store.js';
+export { FileQueueStore, type QueueStoreOptions, type QueueRecoveryReport } from './queue-store/file-queue-store.js';
+export { MemoryQueueStore } from './memory/memory-queue-store.js';

@@ -1,0 +1,344 @@
+/**
+ * A queue stored in a SegmentLog (8 MiB segments), with one ack file per segment and a
+ * bounded in-memory window of ready messages.
+ *
+ * Memory: ready messages live in the log (page cache). The heap holds per-segment ack bitmaps
+ * (one bit per message, allocated on first ack), the refs of requeued messages, and a window
+ * of at most `memoryWindowBytes` of ready payloads, so queue depth does not grow the heap
+ * with bodies (research §5.3, finding 6).
+ *
+ * Order: everything below #diskCursor was loaded into the window, handed out, or acked.
+ * Requeued refs are older than anything in the window, so they go out first, which puts
+ * them back at their original position.
+ */
+import { readdir, readFile, unlink } from 'node:fs/promises';
+import { closeFile, openFile, writevAt } from '../io.js';
+import type { RoundParticipant, GroupCommitter } from '../durability/group-commit.js';
+import type { JournalBatch } from '../durability/journal.js';
+import type { SegmentLog } from '../log/segment-log.js';
+import { ackFileName, SegmentAcks } from './ack-file.js';
+import type { QueueStore, QueueStoreStats, StoredMessage } from './queue-store.js';
+
+export interface QueueStoreOptions {
+  /** Upper bound on ready payload bytes kept in memory. */
+  memoryWindowBytes?: number;
+  /** Bytes read from disk per fill(). */
+  readAheadBytes?: number;
+}
+
+export interface QueueRecoveryReport {
+  queue: string;
+  /** Acks naming a message past the end of its segment (LavinMQ prune_orphaned_acks). */
+  orphanAcks: number;
+  /** Fully acked segments deleted on open. */
+  reclaimedSegments: number;
+}
+
+export class FileQueueStore implements QueueStore, RoundParticipant {
+  readonly name: string;
+  readonly #log: SegmentLog;
+  readonly #committer: GroupCommitter;
+  readonly #windowBytes: number;
+  readonly #readAhead: number;
+  #acks = new Map<number, SegmentAcks>();
+  /** Segment bases in order, parallel to the log's segments. */
+  #bases: number[] = [];
+  #live = 0;
+  #unacked = 0;
+  #diskCursor: number;
+  #window: StoredMessage[] = [];
+  #windowHead = 0;
+  #windowSize = 0;
+  #requeued: number[] = [];
+  #requeuedLoaded = new Map<number, StoredMessage>();
+  #filling: Promise<void> | null = null;
+  #dirtyAcks: SegmentAcks[] = [];
+  #reclaimable: number[] = [];
+  #closed = false;
+
+  private constructor(log: SegmentLog, committer: GroupCommitter, opts: QueueStoreOptions) {
+    this.name = log.name;
+    this.#log = log;
+    this.#committer = committer;
+    this.#windowBytes = opts.memoryWindowBytes ?? 1024 * 1024;
+    this.#readAhead = opts.readAheadBytes ?? 256 * 1024;
+    this.#diskCursor = log.startOffset;
+  }
+
+  static async open(
+    log: SegmentLog,
+    committer: GroupCommitter,
+    opts: QueueStoreOptions = {},
+  ): Promise<{ store: FileQueueStore; report: QueueRecoveryReport }> {
+    const q = new FileQueueStore(log, committer, opts);
+    const report: QueueRecoveryReport = { queue: log.name, orphanAcks: 0, reclaimedSegments: 0 };
+    const bases = log.segmentBases();
+    for (const base of bases) {
+      const range = log.segmentRange(base);
+      const acks = new SegmentAcks(base);
+      acks.count = range ? range.end - base : 0;
+      q.#acks.set(base, acks);
+      q.#bases.push(base);
+    }
+    const ackNames = (await readdir(log.dir)).filter((n) => n.endsWith('.acks'));
+    for (const n of ackNames) {
+      const base = Number(n.slice(0, 20));
+      const acks = q.#acks.get(base);
+      const path = `${log.dir}/${n}`;
+      if (acks === undefined) {
+        await unlink(path); // the segment is gone: its acks are moot
+        continue;
+      }
+      const data = await readFile(path);
+      const whole = data.length - (data.length % 4);
+      for (let p = 0; p < whole; p += 4) {
+        const rel = data.readUInt32LE(p);
+        if (rel >= acks.count) report.orphanAcks++;
+        else acks.mark(base + rel);
+      }
+      acks.fileBytes = whole;
+    }
+    for (const acks of q.#acks.values()) q.#live += acks.count - acks.acked;
+    // Segments fully acked before the crash can go now.
+    for (const base of bases) {
+      const acks = q.#acks.get(base)!;
+      const range = log.segmentRange(base);
+      if (acks.complete && range?.sealed) {
+        if (await q.#reclaim(base)) report.reclaimedSegments++;
+      }
+    }
+    q.#diskCursor = log.startOffset;
+    return { store: q, report };
+  }
+
+  get readyCount(): number {
+    return this.#live - this.#unacked;
+  }
+  get unackedCount(): number {
+    return this.#unacked;
+  }
+
+  enqueue(payload: Buffer, ts: number = Date.now(), flags = 0): number {
+    const caughtUp = this.#diskCursor === this.#log.nextOffset;
+    const ref = this.#log.append(payload, ts, flags);
+    const base = this.#baseOf(ref, true);
+    this.#acks.get(base)!.count++;
+    this.#live++;
+    if (caughtUp && this.#windowSize < this.#windowBytes) {
+      this.#window.push({ ref, payload, ts, flags, redelivered: false });
+      this.#windowSize += payload.length;
+      this.#diskCursor = ref + 1;
+    }
+    return ref;
+  }
+
+  flushed(): Promise<void> {
+    return this.#log.flushed();
+  }
+
+  /** Base of the segment holding `ref`; with `appended`, notes a new segment if the log rolled. */
+  #baseOf(ref: number, appended = false): number {
+    if (appended) {
+      const last = this.#bases[this.#bases.length - 1];
+      const range = this.#log.segmentRange(ref);
+      const base = range ? range.base : ref;
+      if (last !== base) {
+        this.#bases.push(base);
+        this.#acks.set(base, new SegmentAcks(base));
+        // The previous segment is now sealed; it may already be fully acked.
+        if (last !== undefined && this.#acks.get(last)!.complete) this.#reclaimable.push(last);
+      }
+      return base;
+    }
+    const b = this.#bases;
+    let lo = 0;
+    let hi = b.length - 1;
+    while (lo < hi) {
+      const mid = (lo + hi + 1) >>> 1;
+      if (b[mid]! <= ref) lo = mid;
+      else hi = mid - 1;
+    }
+    return b[lo]!;
+  }
+
+  shift(): StoredMessage | null {
+    if (this.#requeued.length > 0) {
+      const ref = this.#requeued[0]!;
+      const m = this.#requeuedLoaded.get(ref);
+      if (m === undefined) return null;
+      this.#requeued.shift();
+      this.#requeuedLoaded.delete(ref);
+      this.#unacked++;
+      return m;
+    }
+    while (this.#windowHead < this.#window.length) {
+      const m = this.#window[this.#windowHead]!;
+      this.#window[this.#windowHead++] = undefined as unknown as StoredMessage;
+      this.#windowSize -= m.payload.length;
+      if (this.#windowHead > 1024 && this.#windowHead * 2 > this.#window.length) {
+        this.#window = this.#window.slice(this.#windowHead);
+        this.#windowHead = 0;
+      }
+      if (this.#isAcked(m.ref)) continue; // discarded while waiting
+      this.#unacked++;
+      return m;
+    }
+    return null;
+  }
+
+  #isAcked(ref: number): boolean {
+    const acks = this.#acks.get(this.#baseOf(ref));
+    return acks === undefined || acks.isAcked(ref);
+  }
+
+  fill(): Promise<void> {
+    if (this.#filling === null) {
+      this.#filling = this.#fill().finally(() => {
+        this.#filling = null;
+      });
+    }
+    return this.#filling;
+  }
+
+  async #fill(): Promise<void> {
+    if (this.#requeued.length > 0) {
+      const todo = this.#requeued.slice(0, 256).filter((r) => !this.#requeuedLoaded.has(r));
+      const msgs = await Promise.all(todo.map((r) => this.#log.read(r)));
+      for (let i = 0; i < todo.length; i++) {
+        const rec = msgs[i];
+        const ref = todo[i]!;
+        if (rec) this.#requeuedLoaded.set(ref, { ref, payload: rec.payload, ts: rec.ts, flags: rec.flags, redelivered: true });
+        else this.#requeued = this.#requeued.filter((x) => x !== ref); // gone (purged meanwhile)
+      }
+      return;
+    }
+    if (this.#windowHead < this.#window.length) return;
+    while (this.#diskCursor < this.#log.nextOffset) {
+      const from = this.#diskCursor;
+      const recs = await this.#log.readBatch(from, this.#readAhead);
+      if (recs.length === 0) {
+        this.#diskCursor = this.#log.nextOffset;
+        return;
+      }
+      // Another enqueue may have moved the cursor while reading; keep only what is still ahead.
+      let added = 0;
+      for (const r of recs) {
+        if (r.offset < this.#diskCursor) continue;
+        this.#diskCursor = r.offset + 1;
+        if (this.#isAcked(r.offset)) continue;
+        this.#window.push({ ref: r.offset, payload: r.payload, ts: r.ts, flags: r.flags, redelivered: false });
+        this.#windowSize += r.payload.length;
+        added++;
+      }
+      if (added > 0) return;
+    }
+  }
+
+  ack(ref: number): void {
+    if (this.#markAcked(ref)) this.#unacked--;
+  }
+
+  discard(ref: number): void {
+    this.#markAcked(ref);
+  }
+
+  #markAcked(ref: number): boolean {
+    const base = this.#baseOf(ref);
+    const acks = this.#acks.get(base);
+    if (acks === undefined || ref < base || !acks.mark(ref)) return false;
+    this.#live--;
+    acks.pending.push(ref - base);
+    if (acks.pending.length === 1) this.#dirtyAcks.push(acks);
+    if (acks.complete && this.#bases[this.#bases.length - 1] !== base) this.#reclaimable.push(base);
+    this.#committer.markDirty(this);
+    return true;
+  }
+
+  requeue(ref: number): void {
+    if (this.#isAcked(ref)) return;
+    this.#unacked--;
+    // Keep sorted: usually appended at the end or near it.
+    let i = this.#requeued.length;
+    while (i > 0 && this.#requeued[i - 1]! > ref) i--;
+    this.#requeued.splice(i, 0, ref);
+  }
+
+  async read(ref: number): Promise<StoredMessage | null> {
+    if (this.#isAcked(ref)) return null;
+    const rec = await this.#log.read(ref);
+    return rec ? { ref, payload: rec.payload, ts: rec.ts, flags: rec.flags, redelivered: false } : null;
+  }
+
+  purge(): number {
+    let n = 0;
+    for (const ref of this.#requeued) if (this.#markAcked(ref)) n++;
+    this.#requeued = [];
+    this.#requeuedLoaded.clear();
+    for (let i = this.#windowHead; i < this.#window.length; i++) if (this.#markAcked(this.#window[i]!.ref)) n++;
+    this.#window = [];
+    this.#windowHead = 0;
+    this.#windowSize = 0;
+    for (let ref = this.#diskCursor; ref < this.#log.nextOffset; ref++) if (this.#markAcked(ref)) n++;
+    this.#diskCursor = this.#log.nextOffset;
+    return n;
+  }
+
+  stats(): QueueStoreStats {
+    return {
+      live: this.#live,
+      ready: this.readyCount,
+      unacked: this.#unacked,
+      buffered: this.#window.length - this.#windowHead,
+      segments: this.#bases.length,
+    };
+  }
+
+  // RoundParticipant: append pending acks to their files; no journal entry, no fsync.
+  beginRound(_batch: JournalBatch): Promise<void> | null {
+    const dirty = this.#dirtyAcks;
+    this.#dirtyAcks = [];
+    const reclaim = this.#reclaimable;
+    this.#reclaimable = [];
+    if (dirty.length === 0 && reclaim.length === 0) return null;
+    return this.#writeAcks(dirty, reclaim);
+  }
+
+  async #writeAcks(dirty: SegmentAcks[], reclaim: number[]): Promise<void> {
+    for (const acks of dirty) {
+      const list = acks.pending;
+      acks.pending = [];
+      if (list.length === 0 || !this.#acks.has(acks.base)) continue;
+      const buf = Buffer.allocUnsafe(list.length * 4);
+      for (let i = 0; i < list.length; i++) buf.writeUInt32LE(list[i]!, i * 4);
+      if (acks.fd < 0) acks.fd = await openFile(`${this.#log.dir}/${ackFileName(acks.base)}`, 'a');
+      const pos = acks.fileBytes;
+      acks.fileBytes += buf.length;
+      await writevAt(acks.fd, [buf], pos);
+    }
+    for (const base of reclaim) await this.#reclaim(base);
+  }
+
+  endRound(_err: Error | null): void {}
+
+  /** Deletes a fully acked sealed segment with its ack file. */
+  async #reclaim(base: number): Promise<boolean> {
+    const acks = this.#acks.get(base);
+    if (acks === undefined || !acks.complete) return false;
+    if (!(await this.#log.removeSegment(base))) {
+      // Still being written or sealed; try again after a later round.
+      return false;
+    }
+    this.#acks.delete(base);
+    this.#bases = this.#bases.filter((b) => b !== base);
+    if (acks.fd >= 0) await closeFile(acks.fd);
+    await unlink(`${this.#log.dir}/${ackFileName(base)}`).catch(() => undefined);
+    return true;
+  }
+
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    this.#closed = true;
+    await this.#committer.settled();
+    for (const acks of this.#acks.values()) if (acks.fd >= 0) await closeFile(acks.fd);
+  }
+}

@@ -35,13 +35,14 @@ function listTs(dir: string): string[] {
   return out;
 }
 
-const IMPORT_RE = /(?:^|\n)\s*(?:import|export)\s[^;]*?from\s*['"]([^'"]+)['"]|import\(\s*['"]([^'"]+)['"]\s*\)/g;
+const IMPORT_RE = /(?:^|\n)\s*((?:import|export)\s[^;]*?)from\s*['"]([^'"]+)['"]|import\(\s*['"]([^'"]+)['"]\s*\)/g;
 
-function importsOf(source: string): string[] {
-  const found: string[] = [];
+/** Relative imports of a file; type-only ones vanish at run time, so they cannot form a cycle. */
+function importsOf(source: string): Array<{ spec: string; typeOnly: boolean }> {
+  const found: Array<{ spec: string; typeOnly: boolean }> = [];
   for (const m of source.matchAll(IMPORT_RE)) {
-    const spec = m[1] ?? m[2];
-    if (spec !== undefined && spec.startsWith('.')) found.push(spec);
+    const spec = m[2] ?? m[3];
+    if (spec !== undefined && spec.startsWith('.')) found.push({ spec, typeOnly: /^(?:import|export)\s+type\s/.test(m[1] ?? '') });
   }
   return found;
 }
@@ -63,14 +64,14 @@ export function checkDeps(srcDir: string): Violation[] {
     const rel = relative(root, file);
     const from = layerOf(rel);
     const edges: string[] = [];
-    for (const spec of importsOf(readFileSync(file, 'utf8'))) {
+    for (const { spec, typeOnly } of importsOf(readFileSync(file, 'utf8'))) {
       const target = resolve(dirname(file), spec.replace(/\.js$/, '.ts'));
       const trel = relative(root, target);
       if (trel.startsWith('..')) {
         violations.push({ file: rel, message: `imports ${spec}, outside src/` });
         continue;
       }
-      edges.push(target);
+      if (!typeOnly) edges.push(target);
       const to = layerOf(trel);
       if (to.unit === from.unit) continue;
       const fr = RANK[from.layer];

@@ -1,0 +1,539 @@
+/**
+ * The messaging model, protocol-neutral: vhosts, exchanges, queues, bindings, users, publish
+ * and consume. Front-ends translate frames to these calls and BrokerErrors back to frames.
+ * Definitions are stored in the MetaStore; a declare resolves only once it is durable.
+ */
+import { randomBytes } from 'node:crypto';
+import { join } from 'node:path';
+import { FileMetaStore, Storage, type MetaStore, type StorageOptions, type StorageRecoveryReport } from '../storage/mod.js';
+import { BrokerError, accessRefused, notFound, precondition, resourceLocked } from './errors.js';
+import { Exchange, EXCHANGE_TYPES, bindingId, type BindingDefinition, type DestinationKey, type ExchangeDefinition, type ExchangeType } from './exchange/exchange.js';
+import { argsEqual, toJsonSafe } from './json-args.js';
+import { encodeStoredMessage, MessageFlags } from './message.js';
+import type { Consumer, ConsumerSink } from './queue/consumer.js';
+import { Queue, type QueueDefinition } from './queue/queue.js';
+import { checkPassword, hashPassword, permits, type PermissionRecord, type UserRecord } from './users.js';
+import { Vhost } from './vhost/vhost.js';
+import type { StoredMessage } from '../storage/mod.js';
+
+export interface BrokerOptions {
+  dataDir: string;
+  storage?: StorageOptions;
+  /** Created when no user exists yet (RabbitMQ's guest/guest). */
+  defaultUser?: { name: string; password: string };
+  /** Users that may only connect from loopback (RabbitMQ's loopback_users). */
+  loopbackUsers?: string[];
+}
+
+interface StoredQueueDef extends QueueDefinition {
+  logName: string;
+}
+
+export interface DeclareQueueInput {
+  name: string;
+  passive?: boolean;
+  durable?: boolean;
+  exclusive?: boolean;
+  autoDelete?: boolean;
+  args?: Record<string, unknown>;
+}
+
+export interface DeclareExchangeInput {
+  name: string;
+  type: string;
+  passive?: boolean;
+  durable?: boolean;
+  autoDelete?: boolean;
+  internal?: boolean;
+  args?: Record<string, unknown>;
+}
+
+export interface PublishInput {
+  exchange: string;
+  routingKey: string;
+  props: Buffer;
+  body: Buffer;
+  persistent: boolean;
+  /** Decodes the message headers; called only when a headers exchange needs them. */
+  headers: () => Record<string, unknown> | undefined;
+}
+
+export interface PublishResult {
+  /** Queues the message went to. */
+  routed: number;
+  /** Whether the confirm must wait for Broker.flushed() (persistent message in a durable queue). */
+  needsFlush: boolean;
+}
+
+export interface ConsumeInput {
+  queue: string;
+  tag: string;
+  noAck: boolean;
+  exclusive: boolean;
+  priority?: number;
+  args?: Record<string, unknown>;
+  sink: ConsumerSink;
+  connectionId: number;
+}
+
+const qkey = (vhost: string, name: string): string => `${vhost}\u0000${name}`;
+
+export class Broker {
+  readonly storage: Storage;
+  readonly meta: MetaStore;
+  readonly recovery: StorageRecoveryReport;
+  readonly #vhosts = new Map<string, Vhost>();
+  readonly #loopbackUsers: Set<string>;
+  #nextConnectionId = 1;
+  #closed = false;
+
+  private constructor(storage: Storage, meta: MetaStore, recovery: StorageRecoveryReport, opts: BrokerOptions) {
+    this.storage = storage;
+    this.meta = meta;
+    this.recovery = recovery;
+    this.#loopbackUsers = new Set(opts.loopbackUsers ?? ['guest']);
+  }
+
+  static async open(opts: BrokerOptions): Promise<Broker> {
+    const { storage, report } = await Storage.open(join(opts.dataDir, 'storage'), opts.storage);
+    let meta: MetaStore;
+    try {
+      meta = (await FileMetaStore.open(join(opts.dataDir, 'definitions'))).store;
+    } catch (e) {
+      await storage.close();
+      throw e;
+    }
+    const b = new Broker(storage, meta, report, opts);
+    await b.#load(opts);
+    return b;
+  }
+
+  async #load(opts: BrokerOptions): Promise<void> {
+    if (this.meta.all('vhost').size === 0) await this.meta.put('vhost', '/', { name: '/' });
+    if (this.meta.all('user').size === 0) {
+      const u = opts.defaultUser ?? { name: 'guest', password: 'guest' };
+      await this.addUser(u.name, u.password, ['administrator']);
+      await this.setPermissions({ user: u.name, vhost: '/', configure: '.*', write: '.*', read: '.*' });
+    }
+    for (const name of this.meta.all('vhost').keys()) this.#vhosts.set(name, new Vhost(name));
+    for (const def of this.meta.all<ExchangeDefinition>('exchange').values()) {
+      this.#vhosts.get(def.vhost)?.exchanges.set(def.name, new Exchange(def));
+    }
+    const keep = new Set<string>();
+    for (const def of this.meta.all<StoredQueueDef>('queue').values()) {
+      const vh = this.#vhosts.get(def.vhost);
+      if (vh === undefined) continue;
+      keep.add(def.logName);
+      vh.queues.set(def.name, await this.#openQueue(def, null));
+    }
+    for (const b of this.meta.all<BindingDefinition>('binding').values()) {
+      this.#vhosts.get(b.vhost)?.exchanges.get(b.source)?.bind(b);
+    }
+    // Logs of non-durable queues (and of queues deleted mid-way) do not outlive the broker.
+    for (const name of this.storage.logNames()) {
+      if (name.startsWith('queue/') && !keep.has(name)) await this.storage.deleteLog(name);
+    }
+  }
+
+  async #openQueue(def: StoredQueueDef, owner: number | null): Promise<Queue> {
+    const { store } = await this.storage.openQueue(def.logName, { durability: def.durable ? 'fsync' : 'none' });
+    const q = new Queue(def, store, owner, this.storage.getLog(def.logName)!.nextOffset);
+    q.onUnused = (queue) => void this.#deleteQueue(this.#vhosts.get(queue.def.vhost)!, queue).catch(() => undefined);
+    return q;
+  }
+
+  // ---- users and access
+
+  async addUser(name: string, password: string, tags: string[] = []): Promise<void> {
+    const rec: UserRecord = { name, passwordHash: hashPassword(password), tags };
+    await this.meta.put('user', name, rec);
+  }
+
+  async setPermissions(p: PermissionRecord): Promise<void> {
+    await this.meta.put('permission', `${p.user}\u0000${p.vhost}`, p);
+  }
+
+  async addVhost(name: string): Promise<void> {
+    if (this.#vhosts.has(name)) return;
+    await this.meta.put('vhost', name, { name });
+    this.#vhosts.set(name, new Vhost(name));
+  }
+
+  /** Checks a login; `loopback` says whether the client connected from 127.0.0.0/8 or ::1. */
+  authenticate(user: string, password: string, loopback: boolean): UserRecord {
+    const rec = this.meta.get<UserRecord>('user', user);
+    if (rec === undefined || !checkPassword(password, rec.passwordHash)) {
+      throw new BrokerError('access-refused', `ACCESS_REFUSED - Login was refused using authentication mechanism PLAIN. For details see the broker logfile.`, 'connection');
+    }
+    if (!loopback && this.#loopbackUsers.has(user)) {
+      throw new BrokerError('access-refused', `ACCESS_REFUSED - user '${user}' can only connect via localhost`, 'connection');
+    }
+    return rec;
+  }
+
+  /** The vhost a connection opens, if the user has permissions there (530 otherwise). */
+  openVhost(user: string, vhost: string): void {
+    if (!this.#vhosts.has(vhost)) {
+      throw new BrokerError('not-allowed', `NOT_ALLOWED - vhost ${vhost} not found`, 'connection');
+    }
+    if (this.#permission(user, vhost) === undefined) {
+      throw new BrokerError('not-allowed', `NOT_ALLOWED - access to vhost '${vhost}' refused for user '${user}'`, 'connection');
+    }
+  }
+
+  #permission(user: string, vhost: string): PermissionRecord | undefined {
+    return this.meta.get<PermissionRecord>('permission', `${user}\u0000${vhost}`);
+  }
+
+  #check(user: string, vhost: string, perm: 'configure' | 'write' | 'read', kind: 'queue' | 'exchange', name: string): void {
+    const p = this.#permission(user, vhost);
+    const resource = kind === 'exchange' && name === '' ? 'amq.default' : name;
+    if (p === undefined || !permits(p[perm], resource)) {
+      throw accessRefused(`${perm} access to ${kind} '${resource}' in vhost '${vhost}' refused for user '${user}'`);
+    }
+  }
+
+  nextConnectionId(): number {
+    return this.#nextConnectionId++;
+  }
+
+  #vhost(name: string): Vhost {
+    const v = this.#vhosts.get(name);
+    if (v === undefined) throw new BrokerError('not-allowed', `NOT_ALLOWED - vhost ${name} not found`, 'connection');
+    return v;
+  }
+
+  vhostNames(): string[] {
+    return [...this.#vhosts.keys()];
+  }
+
+  // ---- exchanges
+
+  async declareExchange(user: string, vhost: string, input: DeclareExchangeInput): Promise<void> {
+    const vh = this.#vhost(vhost);
+    const existing = vh.exchanges.get(input.name);
+    if (input.passive) {
+      if (existing === undefined) throw notFound(`exchange '${input.name}' in vhost '${vhost}'`);
+      return;
+    }
+    if (!(EXCHANGE_TYPES as readonly string[]).includes(input.type)) {
+      throw new BrokerError('command-invalid', `COMMAND_INVALID - unknown exchange type '${input.type}'`, 'connection');
+    }
+    if (input.name.startsWith('amq.') || input.name === '') {
+      if (existing !== undefined && existing.def.type === input.type && input.durable === existing.def.durable) return;
+      throw accessRefused(`exchange name '${input.name}' contains reserved prefix 'amq.*'`);
+    }
+    this.#check(user, vhost, 'configure', 'exchange', input.name);
+    const def: ExchangeDefinition = {
+      vhost,
+      name: input.name,
+      type: input.type as ExchangeType,
+      durable: input.durable ?? false,
+      autoDelete: input.autoDelete ?? false,
+      internal: input.internal ?? false,
+      args: (toJsonSafe(input.args ?? {}) as Record<string, unknown>),
+    };
+    if (existing !== undefined) {
+      const d = existing.def;
+      const diff =
+        d.type !== def.type ? ['type', def.type, d.type]
+        : d.durable !== def.durable ? ['durable', def.durable, d.durable]
+        : d.autoDelete !== def.autoDelete ? ['auto_delete', def.autoDelete, d.autoDelete]
+        : d.internal !== def.internal ? ['internal', def.internal, d.internal]
+        : !argsEqual(d.args, def.args) ? ['arguments', JSON.stringify(def.args), JSON.stringify(d.args)]
+        : null;
+      if (diff) {
+        throw precondition(`inequivalent arg '${diff[0]}' for exchange '${def.name}' in vhost '${vhost}': received '${diff[1]}' but current is '${diff[2]}'`);
+      }
+      return;
+    }
+    vh.exchanges.set(def.name, new Exchange(def));
+    if (def.durable) await this.meta.put('exchange', qkey(vhost, def.name), def);
+  }
+
+  async deleteExchange(user: string, vhost: string, name: string, ifUnused: boolean): Promise<void> {
+    const vh = this.#vhost(vhost);
+    if (name === '' || name.startsWith('amq.')) {
+      throw accessRefused(`operation not permitted on the default exchange`);
+    }
+    const ex = vh.exchanges.get(name);
+    if (ex === undefined) return; // RabbitMQ answers delete-ok for a missing exchange
+    this.#check(user, vhost, 'configure', 'exchange', name);
+    if (ifUnused && (ex.bindings.size > 0 || this.#bindingsTo(vh, 'exchange', name).length > 0)) {
+      throw precondition(`exchange '${name}' in vhost '${vhost}' in use`);
+    }
+    await this.#removeExchange(vh, ex);
+  }
+
+  async #removeExchange(vh: Vhost, ex: Exchange): Promise<void> {
+    vh.exchanges.delete(ex.name);
+    const work: Promise<void>[] = [];
+    for (const b of ex.bindings.values()) work.push(this.meta.delete('binding', bindingId(b)));
+    for (const b of this.#bindingsTo(vh, 'exchange', ex.name)) work.push(this.#unbindRaw(vh, b));
+    if (ex.def.durable) work.push(this.meta.delete('exchange', qkey(vh.name, ex.name)));
+    await Promise.all(work);
+  }
+
+  #bindingsTo(vh: Vhost, type: 'queue' | 'exchange', name: string): BindingDefinition[] {
+    const out: BindingDefinition[] = [];
+    for (const ex of vh.exchanges.values()) out.push(...ex.bindingsTo(type, name));
+    return out;
+  }
+
+  // ---- bindings
+
+  async bind(user: string, b: BindingDefinition): Promise<void> {
+    const vh = this.#vhost(b.vhost);
+    if (b.source === '') throw accessRefused(`operation not permitted on the default exchange`);
+    if (b.destinationType === 'exchange' && b.destination === '') throw accessRefused(`operation not permitted on the default exchange`);
+    const src = vh.exchanges.get(b.source);
+    if (src === undefined) throw notFound(`exchange '${b.source}' in vhost '${b.vhost}'`);
+    let durable: boolean;
+    if (b.destinationType === 'queue') {
+      const q = vh.queues.get(b.destination);
+      if (q === undefined) throw notFound(`queue '${b.destination}' in vhost '${b.vhost}'`);
+      durable = q.def.durable;
+    } else {
+      const dst = vh.exchanges.get(b.destination);
+      if (dst === undefined) throw notFound(`exchange '${b.destination}' in vhost '${b.vhost}'`);
+      durable = dst.def.durable;
+    }
+    this.#check(user, b.vhost, 'write', b.destinationType, b.destination);
+    this.#check(user, b.vhost, 'read', 'exchange', b.source);
+    const def: BindingDefinition = { ...b, args: toJsonSafe(b.args) as Record<string, unknown> };
+    if (src.bind(def) && durable && src.def.durable) await this.meta.put('binding', bindingId(def), def);
+  }
+
+  async unbind(user: string, b: BindingDefinition): Promise<void> {
+    const vh = this.#vhost(b.vhost);
+    if (b.source === '') throw accessRefused(`operation not permitted on the default exchange`);
+    const src = vh.exchanges.get(b.source);
+    if (src === undefined) throw notFound(`exchange '${b.source}' in vhost '${b.vhost}'`);
+    if (b.destinationType === 'queue' && !vh.queues.has(b.destination)) throw notFound(`queue '${b.destination}' in vhost '${b.vhost}'`);
+    if (b.destinationType === 'exchange' && !vh.exchanges.has(b.destination)) throw notFound(`exchange '${b.destination}' in vhost '${b.vhost}'`);
+    this.#check(user, b.vhost, 'write', b.destinationType, b.destination);
+    this.#check(user, b.vhost, 'read', 'exchange', b.source);
+    await this.#unbindRaw(vh, { ...b, args: toJsonSafe(b.args) as Record<string, unknown> });
+  }
+
+  async #unbindRaw(vh: Vhost, b: BindingDefinition): Promise<void> {
+    const src = vh.exchanges.get(b.source);
+    if (src?.unbind(b)) await this.meta.delete('binding', bindingId(b));
+    if (src !== undefined && src.def.autoDelete && src.bindings.size === 0) await this.#removeExchange(vh, src);
+  }
+
+  // ---- queues
+
+  async declareQueue(user: string, vhost: string, input: DeclareQueueInput, connectionId: number): Promise<{ name: string; messageCount: number; consumerCount: number }> {
+    const vh = this.#vhost(vhost);
+    let name = input.name;
+    if (input.passive) {
+      const q = vh.queues.get(name);
+      if (q === undefined) throw notFound(`queue '${name}' in vhost '${vhost}'`);
+      this.#checkExclusive(q, connectionId);
+      return { name, messageCount: q.messageCount, consumerCount: q.consumerCount };
+    }
+    if (name === '') name = `amq.gen-${randomBytes(16).toString('base64url')}`;
+    else if (name.startsWith('amq.')) throw accessRefused(`queue name '${name}' contains reserved prefix 'amq.*'`);
+    this.#check(user, vhost, 'configure', 'queue', name);
+    const def: StoredQueueDef = {
+      vhost,
+      name,
+      durable: input.durable ?? false,
+      exclusive: input.exclusive ?? false,
+      autoDelete: input.autoDelete ?? false,
+      args: toJsonSafe(input.args ?? {}) as Record<string, unknown>,
+      logName: `queue/${encodeURIComponent(vhost)}/${encodeURIComponent(name)}/${Date.now().toString(36)}${randomBytes(3).toString('hex')}`,
+    };
+    const existing = vh.queues.get(name);
+    if (existing !== undefined) {
+      this.#checkExclusive(existing, connectionId);
+      const d = existing.def;
+      const diff =
+        d.durable !== def.durable ? ['durable', def.durable, d.durable]
+        : d.exclusive !== def.exclusive ? ['exclusive', def.exclusive, d.exclusive]
+        : d.autoDelete !== def.autoDelete ? ['auto_delete', def.autoDelete, d.autoDelete]
+        : null;
+      if (diff) throw precondition(`inequivalent arg '${diff[0]}' for queue '${name}' in vhost '${vhost}': received '${diff[1]}' but current is '${diff[2]}'`);
+      for (const k of new Set([...Object.keys(d.args), ...Object.keys(def.args)])) {
+        if (JSON.stringify(d.args[k]) !== JSON.stringify(def.args[k])) {
+          throw precondition(`inequivalent arg '${k}' for queue '${name}' in vhost '${vhost}': received ${fmtArg(def.args[k])} but current is ${fmtArg(d.args[k])}`);
+        }
+      }
+      return { name, messageCount: existing.messageCount, consumerCount: existing.consumerCount };
+    }
+    const q = await this.#openQueue(def, def.exclusive ? connectionId : null);
+    // A concurrent declare of the same name may have won while the log was being created.
+    const raced = vh.queues.get(name);
+    if (raced !== undefined) {
+      await q.store.close();
+      await this.storage.deleteLog(def.logName);
+      return { name, messageCount: raced.messageCount, consumerCount: raced.consumerCount };
+    }
+    vh.queues.set(name, q);
+    // Every queue is bound to the default exchange under its own name (AMQP 0-9-1 §3.1.3.1).
+    vh.exchanges.get('')!.bind({ vhost, source: '', destinationType: 'queue', destination: name, routingKey: name, args: {} });
+    if (def.durable) await this.meta.put('queue', qkey(vhost, name), def);
+    return { name, messageCount: 0, consumerCount: 0 };
+  }
+
+  #checkExclusive(q: Queue, connectionId: number): void {
+    if (q.ownerConnection !== null && q.ownerConnection !== connectionId) {
+      throw resourceLocked(
+        `cannot obtain exclusive access to locked queue '${q.name}' in vhost '${q.def.vhost}'. It could be originally declared on another connection or the exclusive property value does not match that of the original declaration.`,
+      );
+    }
+  }
+
+  /** The queue, checked for existence, exclusivity and the permission `perm`. */
+  queue(user: string, vhost: string, name: string, connectionId: number, perm: 'read' | 'configure' | null = 'read'): Queue {
+    const q = this.#vhost(vhost).queues.get(name);
+    if (q === undefined) throw notFound(`queue '${name}' in vhost '${vhost}'`);
+    this.#checkExclusive(q, connectionId);
+    if (perm !== null) this.#check(user, vhost, perm, 'queue', name);
+    return q;
+  }
+
+  async deleteQueue(user: string, vhost: string, name: string, ifUnused: boolean, ifEmpty: boolean, connectionId: number): Promise<number> {
+    const vh = this.#vhost(vhost);
+    const q = vh.queues.get(name);
+    if (q === undefined) return 0; // RabbitMQ answers delete-ok with 0 for a missing queue
+    this.#checkExclusive(q, connectionId);
+    this.#check(user, vhost, 'configure', 'queue', name);
+    if (ifUnused && q.consumerCount > 0) throw precondition(`queue '${name}' in vhost '${vhost}' in use`);
+    if (ifEmpty && q.messageCount > 0) throw precondition(`queue '${name}' in vhost '${vhost}' is not empty`);
+    return this.#deleteQueue(vh, q);
+  }
+
+  async #deleteQueue(vh: Vhost, q: Queue): Promise<number> {
+    if (vh.queues.get(q.name) !== q) return 0;
+    vh.queues.delete(q.name);
+    const count = q.messageCount;
+    for (const c of q.markDeleted()) c.sink.cancelledByBroker(c);
+    const work: Promise<void>[] = [];
+    for (const b of this.#bindingsTo(vh, 'queue', q.name)) work.push(this.#unbindRaw(vh, b));
+    if (q.def.durable) work.push(this.meta.delete('queue', qkey(vh.name, q.name)));
+    await Promise.all(work);
+    await q.store.close();
+    await this.storage.deleteLog((q.def as StoredQueueDef).logName);
+    return count;
+  }
+
+  purgeQueue(user: string, vhost: string, name: string, connectionId: number): number {
+    const q = this.queue(user, vhost, name, connectionId, 'read');
+    return q.store.purge();
+  }
+
+  /** Deletes the exclusive queues a closing connection owned. */
+  async connectionClosed(connectionId: number): Promise<void> {
+    const work: Promise<number>[] = [];
+    for (const vh of this.#vhosts.values()) {
+      for (const q of vh.queues.values()) if (q.ownerConnection === connectionId) work.push(this.#deleteQueue(vh, q));
+    }
+    await Promise.all(work);
+  }
+
+  // ---- publish
+
+  /** Routes and stores a message. Synchronous: the confirm waits on flushed() when needsFlush. */
+  publish(user: string, vhost: string, input: PublishInput): PublishResult {
+    const vh = this.#vhost(vhost);
+    const ex = vh.exchanges.get(input.exchange);
+    if (ex === undefined) throw notFound(`exchange '${input.exchange}' in vhost '${vhost}'`);
+    if (ex.def.internal) throw accessRefused(`cannot publish to internal exchange '${input.exchange}' in vhost '${vhost}'`);
+    this.#check(user, vhost, 'write', 'exchange', input.exchange);
+    const dests = this.#route(vh, ex, input);
+    if (dests.size === 0) return { routed: 0, needsFlush: false };
+    const payload = encodeStoredMessage(input.exchange, input.routingKey, input.props, input.body);
+    const flags = input.persistent ? MessageFlags.PERSISTENT : 0;
+    const now = Date.now();
+    let routed = 0;
+    let needsFlush = false;
+    for (const key of dests) {
+      const q = vh.queues.get(key.slice(2));
+      if (q === undefined) continue;
+      q.store.enqueue(payload, now, flags);
+      routed++;
+      if (input.persistent && q.def.durable) needsFlush = true;
+      q.dispatch();
+    }
+    return { routed, needsFlush };
+  }
+
+  #routeSet = new Set<DestinationKey>();
+
+  #route(vh: Vhost, ex: Exchange, input: PublishInput): Set<DestinationKey> {
+    const out = new Set<DestinationKey>();
+    const seen = this.#routeSet;
+    seen.clear();
+    const pending: Exchange[] = [ex];
+    seen.add(`e:${ex.name}`);
+    // Exchange-to-exchange bindings: follow them breadth-first, each exchange once (loop-safe).
+    while (pending.length > 0) {
+      const e = pending.pop()!;
+      const found = new Set<DestinationKey>();
+      e.route(input.routingKey, input.headers, found);
+      if (found.size === 0 && e.def.args['alternate-exchange'] !== undefined) {
+        const ae = vh.exchanges.get(String(e.def.args['alternate-exchange']));
+        if (ae !== undefined && !seen.has(`e:${ae.name}`)) {
+          seen.add(`e:${ae.name}`);
+          pending.push(ae);
+        }
+      }
+      for (const k of found) {
+        if (k.charCodeAt(0) === 113 /* q */) out.add(k);
+        else if (!seen.has(k)) {
+          seen.add(k);
+          const next = vh.exchanges.get(k.slice(2));
+          if (next !== undefined) pending.push(next);
+        }
+      }
+    }
+    return out;
+  }
+
+  /** Resolves when every message published so far is stored per its queue's durability. */
+  flushed(): Promise<void> {
+    return this.storage.committer.flushed();
+  }
+
+  // ---- consume
+
+  consume(user: string, vhost: string, input: ConsumeInput): Consumer {
+    const q = this.queue(user, vhost, input.queue, input.connectionId, 'read');
+    const c: Consumer = {
+      tag: input.tag,
+      queue: q,
+      noAck: input.noAck,
+      exclusive: input.exclusive,
+      priority: input.priority ?? 0,
+      args: input.args ?? {},
+      sink: input.sink,
+      connectionId: input.connectionId,
+    };
+    q.addConsumer(c);
+    return c;
+  }
+
+  cancel(c: Consumer): void {
+    c.queue.removeConsumer(c);
+  }
+
+  async get(user: string, vhost: string, queue: string, connectionId: number): Promise<{ queue: Queue; msg: StoredMessage } | null> {
+    const q = this.queue(user, vhost, queue, connectionId, 'read');
+    const msg = await q.get();
+    return msg === null ? null : { queue: q, msg };
+  }
+
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    this.#closed = true;
+    for (const vh of this.#vhosts.values()) for (const q of vh.queues.values()) await q.store.close();
+    await this.meta.close();
+    await this.storage.close();
+  }
+}
+
+function fmtArg(v: unknown): string {
+  return v === undefined ? 'none' : `the value '${JSON.stringify(v)}'`;
+}

@@ -1,0 +1,70 @@
+/**
+ * The bytes a queue stores per message: where it was published and its AMQP-shaped content,
+ * kept as raw property bytes so that delivery copies them without decoding.
+ *
+ *   u8 exchange length | exchange | u8 routing key length | routing key
+ *   u32 property bytes length | property bytes (flags + list, as received) | body
+ */
+
+export const MessageFlags = {
+  PERSISTENT: 1,
+} as const;
+
+export function encodeStoredMessage(exchange: string, routingKey: string, props: Buffer, body: Buffer): Buffer {
+  const exLen = Buffer.byteLength(exchange);
+  const rkLen = Buffer.byteLength(routingKey);
+  const buf = Buffer.allocUnsafe(2 + exLen + rkLen + 4 + props.length + body.length);
+  let p = 0;
+  buf[p++] = exLen;
+  p += buf.write(exchange, p, 'utf8');
+  buf[p++] = rkLen;
+  p += buf.write(routingKey, p, 'utf8');
+  buf.writeUInt32BE(props.length, p);
+  p += 4;
+  props.copy(buf, p);
+  p += props.length;
+  body.copy(buf, p);
+  return buf;
+}
+
+/** Offsets into a stored message, filled in place to avoid an object per delivery. */
+export class StoredMessageView {
+  buf: Buffer = Buffer.alloc(0);
+  exStart = 0;
+  exEnd = 0;
+  rkStart = 0;
+  rkEnd = 0;
+  propsStart = 0;
+  propsEnd = 0;
+
+  parse(buf: Buffer): this {
+    this.buf = buf;
+    let p = 0;
+    const exLen = buf[p++]!;
+    this.exStart = p;
+    this.exEnd = p += exLen;
+    const rkLen = buf[p++]!;
+    this.rkStart = p;
+    this.rkEnd = p += rkLen;
+    const propsLen = buf.readUInt32BE(p);
+    p += 4;
+    this.propsStart = p;
+    this.propsEnd = p + propsLen;
+    return this;
+  }
+  get exchange(): string {
+    return this.buf.toString('utf8', this.exStart, this.exEnd);
+  }
+  get routingKey(): string {
+    return this.buf.toString('utf8', this.rkStart, this.rkEnd);
+  }
+  get props(): Buffer {
+    return this.buf.subarray(this.propsStart, this.propsEnd);
+  }
+  get body(): Buffer {
+    return this.buf.subarray(this.propsEnd);
+  }
+  get bodySize(): number {
+    return this.buf.length - this.propsEnd;
+  }
+}

@@ -1,0 +1,1 @@
+export { AmqpServer, type AmqpServerOptions } from './server.js';

@@ -1,0 +1,61 @@
+/**
+ * The broker's configuration: defaults, then a JSON config file, then environment variables,
+ * then command-line flags, each overriding the one before.
+ */
+import { readFileSync } from 'node:fs';
+
+export interface SluiceConfig {
+  dataDir: string;
+  host: string;
+  amqpPort: number;
+  frameMax: number;
+  channelMax: number;
+  heartbeat: number;
+  maxMessageSize: number;
+  logLevel: string;
+}
+
+export const DEFAULT_CONFIG: SluiceConfig = {
+  dataDir: './data',
+  host: '0.0.0.0',
+  amqpPort: 5672,
+  frameMax: 131072,
+  channelMax: 2047,
+  heartbeat: 60,
+  maxMessageSize: 128 * 1024 * 1024,
+  logLevel: 'info',
+};
+
+/** Environment variable for each setting: SLUICE_DATA_DIR, SLUICE_AMQP_PORT, ... */
+export function envName(key: keyof SluiceConfig): string {
+  return `SLUICE_${key.replace(/[A-Z]/g, (c) => `_${c}`).toUpperCase()}`;
+}
+
+function coerce(key: keyof SluiceConfig, raw: unknown): unknown {
+  const t = typeof DEFAULT_CONFIG[key];
+  if (t === 'number') {
+    const n = Number(raw);
+    if (!Number.isFinite(n) || n < 0) throw new Error(`invalid value for ${key}: ${String(raw)}`);
+    return n;
+  }
+  return String(raw);
+}
+
+export function loadConfig(flags: Partial<Record<keyof SluiceConfig, unknown>> & { config?: string }, env: NodeJS.ProcessEnv = process.env): SluiceConfig {
+  const cfg: SluiceConfig = { ...DEFAULT_CONFIG };
+  const file = flags.config ?? env['SLUICE_CONFIG'];
+  if (file !== undefined) {
+    const data = JSON.parse(readFileSync(file, 'utf8')) as Record<string, unknown>;
+    for (const [k, v] of Object.entries(data)) {
+      if (!(k in DEFAULT_CONFIG)) throw new Error(`unknown setting '${k}' in ${file}`);
+      (cfg as unknown as Record<string, unknown>)[k] = coerce(k as keyof SluiceConfig, v);
+    }
+  }
+  for (const key of Object.keys(DEFAULT_CONFIG) as Array<keyof SluiceConfig>) {
+    const e = env[envName(key)];
+    if (e !== undefined && e !== '') (cfg as unknown as Record<string, unknown>)[key] = coerce(key, e);
+    const f = flags[key];
+    if (f !== undefined) (cfg as unknown as Record<string, unknown>)[key] = coerce(key, f);
+  }
+  return cfg;
+}

@@ -33,7 +33,7 @@ import {
   type FieldTable,
 } from '../codec/mod.js';
 import type { AmqpConnection } from './connection.js';
-import { channelError, closeReasonOf, connectionError, type CloseReason } from './reply-codes.js';
+import { channelError, closeReasonOf, connectionError, replyText, type CloseReason } from './reply-codes.js';
 import { UnackedDeliveries } from './unacked-deliveries.js';
 
 const REPLY_TO = 'amq.rabbitmq.reply-to';
@@ -695,7 +695,7 @@ export class AmqpChannel implements ConsumerSink {
   /** Closes this channel with an error (§1.5.2.5: channel.close, then wait for close-ok). */
   closeWithError(reason: CloseReason, classId: number, methodId: number): void {
     if (this.#closing) return;
-    this.#send({ name: 'channel.close', args: { replyCode: reason.code, replyText: reason.text.slice(0, 255), classId, methodId } });
+    this.#send({ name: 'channel.close', args: { replyCode: reason.code, replyText: replyText(reason.text), classId, methodId } });
     this.#closing = true;
     this.#expect = Expect.Method;
     this.release();

@@ -28,7 +28,7 @@ import {
 } from '../codec/mod.js';
 import { AmqpChannel } from './channel.js';
 import { FrameOutput } from './frame-output.js';
-import { channelError, closeReasonOf, connectionError, type CloseReason } from './reply-codes.js';
+import { channelError, closeReasonOf, connectionError, replyText, type CloseReason } from './reply-codes.js';
 import type { AmqpServerContext } from './server-context.js';
 
 const enum State {
@@ -316,6 +316,16 @@ export class AmqpConnection {
 
   /** Handles an error raised while processing a frame on `channel`. */
   #fail(err: unknown, channel: number, classId: number, methodId: number): void {
+    try {
+      this.#failOrThrow(err, channel, classId, methodId);
+    } catch (e) {
+      // Closing itself failed: drop this connection rather than let it reach the process.
+      this.ctx.log.error({ err: e, cause: err, connection: this.id }, 'could not close an AMQP connection cleanly');
+      this.#terminate();
+    }
+  }
+
+  #failOrThrow(err: unknown, channel: number, classId: number, methodId: number): void {
     const reason = closeReasonOf(err);
     if (reason.code === ReplyCode.INTERNAL_ERROR && !(err instanceof Error && err.name === 'AmqpError')) {
       this.ctx.log.error({ err, connection: this.id }, 'internal error on an AMQP connection');
@@ -336,7 +346,7 @@ export class AmqpConnection {
 
   #closeConnection(reason: CloseReason, classId: number, methodId: number): void {
     if (this.#state === State.Closing || this.#state === State.Closed) return;
-    this.#send(0, { name: 'connection.close', args: { replyCode: reason.code, replyText: reason.text.slice(0, 255), classId, methodId } });
+    this.#send(0, { name: 'connection.close', args: { replyCode: reason.code, replyText: replyText(reason.text), classId, methodId } });
     this.out.flush();
     this.#state = State.Closing;
     this.#releaseChannels();

@@ -52,6 +52,23 @@ export function closeReasonOf(err: unknown): CloseReason {
   return { code: ReplyCode.INTERNAL_ERROR, text: 'INTERNAL_ERROR', scope: 'connection' };
 }
 
+/**
+ * A reply text that fits its shortstr: at most 255 bytes of UTF-8, cut on a character boundary.
+ * Texts quote client-chosen names, so 255 characters can be far more than 255 bytes.
+ */
+export function replyText(text: string): string {
+  if (Buffer.byteLength(text, 'utf8') <= 255) return text;
+  let out = '';
+  let bytes = 0;
+  for (const ch of text) {
+    const n = Buffer.byteLength(ch, 'utf8');
+    if (bytes + n > 255) break;
+    out += ch;
+    bytes += n;
+  }
+  return out;
+}
+
 export function codeName(code: number): string {
   for (const [k, v] of Object.entries(ReplyCode)) if (v === code) return k;
   return 'ERROR';

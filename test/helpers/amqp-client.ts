@@ -45,4 +45,4 @@ export function connectionError(c: ChannelModel): Promise<Error & { code?: numbe
   return new Promise((resolve) => c.once('error', resolve));
 }
 
-export const bodies = (ms: ConsumeMessage[]): string[] => ms.map((m) => m.content.toString());
+export const bodies = (ms: ReadonlyArray<{ content: Buffer }>): string[] => ms.map((m) => m.content.toString());

@@ -59,6 +59,8 @@ export class Storage {
   #checkpointing: Promise<void> | null = null;
   #opts: Required<StorageOptions>;
   #closed = false;
+  /** openLog() calls, one at a time (they share NEXT_ID and its temporary file). */
+  #opening: Promise<unknown> = Promise.resolve();
 
   private constructor(dir: string, journal: Journal, lock: DataDirLock, opts: Required<StorageOptions>) {
     this.dir = dir;
@@ -81,7 +83,12 @@ export class Storage {
     const lock = await DataDirLock.acquire(dir);
     try {
       const clean = await stat(`${dir}/CLEAN`).then(() => true, () => false);
-      if (clean) await unlink(`${dir}/CLEAN`);
+      if (clean) {
+        // Durably, before anything is appended: a CLEAN that came back after a power loss would
+        // make the next open trust a last-segment index that no longer describes the file.
+        await unlink(`${dir}/CLEAN`);
+        await fsyncDir(dir);
+      }
       // Open every log first, so that journal replay has somewhere to put records.
       const metas: LogMeta[] = [];
       let nextId = Number((await readFile(`${dir}/logs/NEXT_ID`, 'utf8').catch(() => '1')).trim()) || 1;
@@ -127,7 +134,8 @@ export class Storage {
       await storage.checkpoint();
       storage.#startTimer();
       const report: StorageRecoveryReport = {
-        clean,
+        // A brand-new data directory has nothing to recover.
+        clean: clean || (metas.length === 0 && jreport.files === 0),
         journal: jreport,
         logs: reports.filter((r) => r.truncatedBytes > 0 || r.quarantined.length > 0 || r.replayed > 0 || r.problems.length > 0),
         orphanEntries,
@@ -178,7 +186,13 @@ export class Storage {
   }
 
   /** Opens the log called `name`, creating it with `options` if it does not exist. */
-  async openLog(name: string, options: LogOptions = {}): Promise<SegmentLog> {
+  openLog(name: string, options: LogOptions = {}): Promise<SegmentLog> {
+    const p = this.#opening.then(() => this.#openLog(name, options));
+    this.#opening = p.catch(() => undefined);
+    return p;
+  }
+
+  async #openLog(name: string, options: LogOptions): Promise<SegmentLog> {
     if (this.#closed) throw new SluiceError('SLUICE_STORAGE_CLOSED');
     const existing = this.#logs.get(name);
     if (existing !== undefined) return existing;
@@ -255,6 +269,9 @@ export class Storage {
     this.#closed = true;
     if (this.#timer) clearInterval(this.#timer);
     this.committer.close();
+    // A crash stops the writes in flight too; here the round in flight still ends, so that
+    // none of its writes lands on a descriptor number reused by whoever opens the dir next.
+    await this.committer.idle();
     for (const log of this.#logs.values()) await log.close();
     await this.#journal.close();
     await this.#lock.release();

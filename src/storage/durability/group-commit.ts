@@ -48,6 +48,8 @@ export class GroupCommitter {
   #dirty: RoundParticipant[] = [];
   #dirtySet = new Set<RoundParticipant>();
   #inFlight: Promise<void> | null = null;
+  /** Settles with the round in flight: resolves if it succeeded, rejects if it failed. */
+  #current: Waiter | null = null;
   #scheduled = false;
   #next: Waiter | null = null;
   #closed = false;
@@ -70,7 +72,8 @@ export class GroupCommitter {
 
   /** Resolves when everything appended before this call is stored per its log's policy. */
   flushed(): Promise<void> {
-    if (this.#dirty.length === 0) return this.#inFlight ?? Promise.resolve();
+    // Not #inFlight itself: that always resolves, and a failed round must not confirm anything.
+    if (this.#dirty.length === 0) return this.#current?.promise ?? Promise.resolve();
     if (this.#next === null) this.#next = waiter();
     this.#schedule();
     return this.#next.promise;
@@ -78,9 +81,14 @@ export class GroupCommitter {
 
   /** Resolves when the round in flight, if any, has ended. */
   async settled(): Promise<void> {
-    while (this.#inFlight !== null || this.#dirty.length > 0) {
+    while (this.#inFlight !== null || (this.#dirty.length > 0 && !this.#closed)) {
       await (this.#inFlight ?? this.flushed());
     }
+  }
+
+  /** Resolves when the round in flight, if any, has ended, without starting another. */
+  async idle(): Promise<void> {
+    while (this.#inFlight !== null) await this.#inFlight;
   }
 
   get pendingParticipants(): number {
@@ -99,7 +107,7 @@ export class GroupCommitter {
 
   readonly #run = (): void => {
     this.#scheduled = false;
-    if (this.#inFlight !== null || this.#dirty.length === 0) return;
+    if (this.#inFlight !== null || this.#dirty.length === 0 || this.#closed) return;
     this.#inFlight = this.#round().finally(() => {
       this.#inFlight = null;
       if (this.#dirty.length > 0) this.#schedule();
@@ -112,6 +120,7 @@ export class GroupCommitter {
     this.#dirtySet.clear();
     const w = this.#next ?? waiter();
     this.#next = null;
+    this.#current = w;
     this.stats.rounds++;
     this.stats.participantsWritten += parts.length;
     const batch = this.#journal.beginBatch();
@@ -133,6 +142,7 @@ export class GroupCommitter {
     const results = await Promise.allSettled(work);
     for (const r of results) if (r.status === 'rejected' && err === null) err = r.reason as Error;
     for (const p of parts) p.endRound(err);
+    this.#current = null;
     if (err) w.reject(err);
     else w.resolve();
     if (this.onRound !== null) this.onRound();

@@ -160,7 +160,11 @@ export class Journal {
       await closeFile(old);
     }
     this.#fileFirstSeq = readU64(batch.bufs[0]!, 16);
-    this.#fd = await openFile(`${this.dir}/${journalFileName(this.#fileFirstSeq)}`, 'w');
+    const path = `${this.dir}/${journalFileName(this.#fileFirstSeq)}`;
+    // A file found at open under this name held no valid entry (replay would have moved the
+    // sequence past it): it is overwritten here, so it must no longer be dropped as sealed.
+    this.#sealed = this.#sealed.filter((f) => f !== path);
+    this.#fd = await openFile(path, 'w');
     this.#pos = 0;
     await fsyncDir(this.dir);
   }

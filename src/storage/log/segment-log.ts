@@ -91,8 +91,10 @@ export class SegmentLog implements RoundParticipant {
   #slab: Buffer = Buffer.allocUnsafe(SLAB_BYTES);
   #slabPos = 0;
   #slabChunkStart = 0;
-  #tailWaiters: Array<() => void> = [];
+  /** Readers waiting for `offset` to be written. */
+  #tailWaiters: Array<{ offset: number; resolve: () => void }> = [];
   #sealQueue: Segment[] = [];
+  #sealing: Promise<void> | null = null;
   #closed = false;
   #failed: Error | null = null;
 
@@ -165,7 +167,17 @@ export class SegmentLog implements RoundParticipant {
   async #openSegment(base: number, isLast: boolean, trustIndex: boolean, report: LogRecoveryReport): Promise<Segment | null> {
     const probe = new Segment(this.dir, base, this.indexInterval);
     const hdr = await Segment.readIndexHeader(probe.indexPath, base);
+    // The index vouches for the records, not for the file's format or length: check those too.
+    let fileSize = -1;
     if (hdr !== null && (!isLast || trustIndex)) {
+      try {
+        fileSize = await Segment.verifyHeader(probe.path, base);
+      } catch (e) {
+        if (!(e instanceof CorruptSegment)) throw e;
+        return this.#quarantine(probe, e, report);
+      }
+    }
+    if (hdr !== null && (!isLast || trustIndex) && fileSize === hdr.readUInt32LE(32)) {
       const seg = Segment.sealedFromIndexHeader(this.dir, base, this.indexInterval, hdr);
       if (isLast) {
         // It will be appended to again, so its index stops describing it.
@@ -175,7 +187,8 @@ export class SegmentLog implements RoundParticipant {
       }
       return seg;
     }
-    const fileSize = (await stat(probe.path)).size;
+    if (hdr !== null) await rm(probe.indexPath, { force: true }); // it no longer describes the file
+    fileSize = (await stat(probe.path)).size;
     try {
       const r = await probe.scan(fileSize);
       if (r.end < fileSize) {
@@ -186,6 +199,8 @@ export class SegmentLog implements RoundParticipant {
       }
       if (!isLast) {
         probe.sealed = true;
+        // The index says "complete and durable" (segment.ts), so the data goes to disk first.
+        await datasync(probe.fd);
         await probe.writeIndex();
         await probe.close();
       }
@@ -193,13 +208,18 @@ export class SegmentLog implements RoundParticipant {
     } catch (e) {
       await probe.close();
       if (!(e instanceof CorruptSegment)) throw e;
-      const aside = `${probe.path}.corrupt`;
-      await rename(probe.path, aside);
-      await rm(probe.indexPath, { force: true });
-      report.quarantined.push(aside);
-      report.problems.push(e.message);
-      return null;
+      return this.#quarantine(probe, e, report);
     }
+  }
+
+  /** Moves an unreadable segment aside with a `.corrupt` suffix and reports it. */
+  async #quarantine(probe: Segment, e: CorruptSegment, report: LogRecoveryReport): Promise<null> {
+    const aside = `${probe.path}.corrupt`;
+    await rename(probe.path, aside);
+    await rm(probe.indexPath, { force: true });
+    report.quarantined.push(aside);
+    report.problems.push(e.message);
+    return null;
   }
 
   /** Appends one record; returns its offset. The bytes are written in the next commit round. */
@@ -298,28 +318,42 @@ export class SegmentLog implements RoundParticipant {
     }
     this.#inRound = [];
     this.#writtenOffset = this.#roundEndOffset;
-    if (this.#sealQueue.length > 0) void this.#sealSegments();
+    if (this.#sealQueue.length > 0 && this.#sealing === null) {
+      this.#sealing = this.#sealSegments().finally(() => {
+        this.#sealing = null;
+      });
+    }
     if (this.#tailWaiters.length > 0) {
-      const ws = this.#tailWaiters;
-      this.#tailWaiters = [];
-      for (const w of ws) w();
+      // Only the readers whose offset is now written: a record appended after this round
+      // began is written by a later one.
+      const ready = this.#tailWaiters.filter((w) => w.offset < this.#writtenOffset);
+      if (ready.length > 0) {
+        this.#tailWaiters = this.#tailWaiters.filter((w) => w.offset >= this.#writtenOffset);
+        for (const w of ready) w.resolve();
+      }
     }
   }
 
   /** fsyncs full segments in the background, then writes their index (see segment.ts). */
   async #sealSegments(): Promise<void> {
-    const ready = this.#sealQueue.filter((s) => s.nextOffset <= this.#writtenOffset);
-    if (ready.length === 0) return;
-    this.#sealQueue = this.#sealQueue.filter((s) => !ready.includes(s));
-    for (const s of ready) {
-      try {
-        const fd = await s.ensureFd();
-        await datasync(fd);
-        s.dirty = false;
-        await s.writeIndex();
-        await s.close();
-      } catch {
-        // Removed meanwhile (retention or reclamation); nothing to seal.
+    for (;;) {
+      const ready = this.#sealQueue.filter((s) => s.nextOffset <= this.#writtenOffset);
+      if (ready.length === 0) return;
+      this.#sealQueue = this.#sealQueue.filter((s) => !ready.includes(s));
+      for (const s of ready) {
+        if (s.removed) continue;
+        try {
+          // Inside use(): removeFiles() waits for it, so it cannot write an index for a
+          // segment deleted meanwhile, and no reader loses the descriptor under it.
+          await s.use(async (fd) => {
+            await datasync(fd);
+            s.dirty = false;
+            await s.writeIndex();
+          });
+          await s.close();
+        } catch {
+          // Removed meanwhile (retention or reclamation); nothing to seal.
+        }
       }
     }
   }
@@ -327,15 +361,19 @@ export class SegmentLog implements RoundParticipant {
   /** Resolves once `offset` has been written (for readers following the tail). */
   waitForOffset(offset: number): Promise<void> {
     if (offset < this.#writtenOffset) return Promise.resolve();
-    return new Promise((resolve) => this.#tailWaiters.push(resolve));
+    return new Promise((resolve) => this.#tailWaiters.push({ offset, resolve }));
   }
 
   /** fdatasyncs every segment written since the last sync (the checkpoint's half of the job). */
   async syncDirty(): Promise<void> {
     for (const s of this.#segments) {
-      if (!s.dirty || s.fd < 0) continue;
+      if (!s.dirty || s.fd < 0 || s.removed) continue;
       s.dirty = false;
-      await datasync(s.fd);
+      try {
+        await s.use(datasync);
+      } catch (e) {
+        if (!s.removed) throw e;
+      }
     }
   }
 
@@ -374,7 +412,11 @@ export class SegmentLog implements RoundParticipant {
       if (seg === null) return [];
       offset = seg.base;
     }
-    const fd = await seg.ensureFd();
+    const s = seg;
+    return s.use((fd) => this.#readFrom(s, fd, offset, maxBytes, maxRecords));
+  }
+
+  async #readFrom(seg: Segment, fd: number, offset: number, maxBytes: number, maxRecords: number): Promise<LogRecord[]> {
     let pos = await seg.floorPosition(offset);
     const limit = Math.min(seg.size, this.#writtenEndOf(seg));
     const out: LogRecord[] = [];
@@ -435,6 +477,7 @@ export class SegmentLog implements RoundParticipant {
       const tooOld = policy.maxAgeMs !== undefined && s.lastTs < now - policy.maxAgeMs;
       if (!overSize && !tooOld) break;
       this.#segments.shift();
+      this.#sealQueue = this.#sealQueue.filter((x) => x !== s);
       total -= s.size;
       await s.removeFiles();
       deleted++;
@@ -478,6 +521,7 @@ export class SegmentLog implements RoundParticipant {
   /** Writes the last segment's index so the next open can skip scanning it (clean shutdown). */
   async closeClean(): Promise<void> {
     this.#closed = true;
+    if (this.#sealing) await this.#sealing;
     const last = this.#segments[this.#segments.length - 1];
     for (const s of this.#segments) {
       if (s.fd >= 0 && s.dirty) await datasync(s.fd);
@@ -489,6 +533,7 @@ export class SegmentLog implements RoundParticipant {
 
   async close(): Promise<void> {
     this.#closed = true;
+    if (this.#sealing) await this.#sealing;
     for (const s of this.#segments) await s.close();
   }
 }

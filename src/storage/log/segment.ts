@@ -11,9 +11,12 @@
  * entry every `indexInterval` bytes.
  */
 import { unlink, writeFile, readFile } from 'node:fs/promises';
+import { fstat as fstatCb, type Stats } from 'node:fs';
 import { crc32c, CorruptSegment } from '../../common/mod.js';
 import { openFile, readAt, closeFile } from '../io.js';
 import { checkRecord, RecordCheck, recordLength, recordOffset, recordTimestamp, readU64, writeU64 } from './record.js';
+
+const fstat = (fd: number): Promise<Stats> => new Promise((res, rej) => fstatCb(fd, (e, st) => (e ? rej(e) : res(st))));
 
 export const SEGMENT_MAGIC = 0x534c5347; // "SLSG"
 export const SEGMENT_VERSION = 1;
@@ -68,6 +71,11 @@ export class Segment {
   #lastIndexed = 0;
   #indexLoaded = true;
   #opening: Promise<number> | null = null;
+  /** Operations using `fd` right now (reads, syncs); close() waits for them. */
+  #users = 0;
+  #idle: Array<() => void> = [];
+  /** Set by removeFiles(): the files are gone. */
+  removed = false;
   readonly indexInterval: number;
 
   constructor(dirPath: string, base: number, indexInterval: number) {
@@ -134,8 +142,23 @@ export class Segment {
     return this.#opening;
   }
 
+  /**
+   * Runs `fn` with the descriptor held open: close() (sealing, retention, reclamation) waits
+   * until it is done, so a read never lands on a closed descriptor or on another file that
+   * reused its number.
+   */
+  async use<T>(fn: (fd: number) => Promise<T>): Promise<T> {
+    this.#users++;
+    try {
+      return await fn(await this.ensureFd());
+    } finally {
+      if (--this.#users === 0 && this.#idle.length > 0) for (const w of this.#idle.splice(0)) w();
+    }
+  }
+
   async close(): Promise<void> {
-    if (this.#opening) await this.#opening;
+    if (this.#opening) await this.#opening.catch(() => undefined);
+    while (this.#users > 0) await new Promise<void>((r) => this.#idle.push(r));
     if (this.fd >= 0) {
       const fd = this.fd;
       this.fd = -1;
@@ -203,9 +226,34 @@ export class Segment {
   }
 
   async removeFiles(): Promise<void> {
+    this.removed = true;
     await this.close();
     await unlink(this.path).catch(() => undefined);
     await unlink(this.indexPath).catch(() => undefined);
+  }
+
+  /** Checks the segment header (magic, format version, base offset); throws CorruptSegment. */
+  static checkHeader(path: string, base: number, header: Buffer, n: number): void {
+    if (n < SEGMENT_HEADER || header.readUInt32LE(0) !== SEGMENT_MAGIC) throw new CorruptSegment(path, 0, 'bad segment magic');
+    if (header.readUInt16LE(4) !== SEGMENT_VERSION) {
+      throw new CorruptSegment(path, 0, `unsupported segment version ${header.readUInt16LE(4)}`);
+    }
+    if (readU64(header, 8) !== base) throw new CorruptSegment(path, 0, 'base offset does not match the file name');
+  }
+
+  /**
+   * Reads and checks the header of a segment file that is not open (one trusted by its index);
+   * returns the file's size.
+   */
+  static async verifyHeader(path: string, base: number): Promise<number> {
+    const fd = await openFile(path, 'r');
+    try {
+      const header = Buffer.alloc(SEGMENT_HEADER);
+      Segment.checkHeader(path, base, header, await readAt(fd, header, 0, SEGMENT_HEADER, 0));
+      return (await fstat(fd)).size;
+    } finally {
+      await closeFile(fd);
+    }
   }
 
   /**
@@ -215,14 +263,7 @@ export class Segment {
   async scan(fileSize: number): Promise<ScanResult> {
     const fd = await this.ensureFd();
     const header = Buffer.alloc(SEGMENT_HEADER);
-    const n = await readAt(fd, header, 0, SEGMENT_HEADER, 0);
-    if (n < SEGMENT_HEADER || header.readUInt32LE(0) !== SEGMENT_MAGIC) {
-      throw new CorruptSegment(this.path, 0, 'bad segment magic');
-    }
-    if (header.readUInt16LE(4) !== SEGMENT_VERSION) {
-      throw new CorruptSegment(this.path, 0, `unsupported segment version ${header.readUInt16LE(4)}`);
-    }
-    if (readU64(header, 8) !== this.base) throw new CorruptSegment(this.path, 0, 'base offset does not match the file name');
+    Segment.checkHeader(this.path, this.base, header, await readAt(fd, header, 0, SEGMENT_HEADER, 0));
     this.#idxCount = 0;
     this.records = 0;
     this.nextOffset = this.base;
@@ -243,6 +284,12 @@ export class Segment {
         // Move the partial record to the front and read more, growing for records over 1 MiB.
         const keep = bufEnd - rel;
         const need = keep >= 4 ? 4 + buf.readUInt32LE(rel) : 0;
+        if (pos + need > fileSize) {
+          // A length running past the end of the file: a torn or garbage tail. Stop here rather
+          // than allocate up to MAX_RECORD_BYTES for bytes that are not there.
+          problem = 'torn record at the tail';
+          break;
+        }
         const next = need > buf.length ? Buffer.allocUnsafe(need) : buf;
         buf.copy(next, 0, rel, bufEnd);
         buf = next;

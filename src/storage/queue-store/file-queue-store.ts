@@ -11,8 +11,9 @@
  * Requeued refs are older than anything in the window, so they go out first, which puts
  * them back at their original position.
  */
+import { constants } from 'node:fs';
 import { readdir, readFile, unlink } from 'node:fs/promises';
-import { closeFile, openFile, writevAt } from '../io.js';
+import { closeFile, openFile, writeFileAtomic, writevAt } from '../io.js';
 import type { RoundParticipant, GroupCommitter } from '../durability/group-commit.js';
 import type { JournalBatch } from '../durability/journal.js';
 import type { SegmentLog } from '../log/segment-log.js';
@@ -51,6 +52,10 @@ export class FileQueueStore implements QueueStore, RoundParticipant {
   #windowSize = 0;
   #requeued: number[] = [];
   #requeuedLoaded = new Map<number, StoredMessage>();
+  /** Refs handed out by shift() and not yet acked or requeued (bounded by prefetch). */
+  #handedOut = new Set<number>();
+  /** Fully acked segments waiting for their records to be written before they can go. */
+  #reclaimWaiting = new Set<number>();
   #filling: Promise<void> | null = null;
   #dirtyAcks: SegmentAcks[] = [];
   #reclaimable: number[] = [];
@@ -91,12 +96,26 @@ export class FileQueueStore implements QueueStore, RoundParticipant {
       }
       const data = await readFile(path);
       const whole = data.length - (data.length % 4);
+      let orphans = 0;
       for (let p = 0; p < whole; p += 4) {
         const rel = data.readUInt32LE(p);
-        if (rel >= acks.count) report.orphanAcks++;
+        if (rel >= acks.count) orphans++;
         else acks.mark(base + rel);
       }
       acks.fileBytes = whole;
+      if (orphans > 0 || whole !== data.length) {
+        // Rewrite without the orphans (and without a torn last entry): the segment may grow
+        // again, and an orphan left in the file would then ack a new message at the next open.
+        const keep = Buffer.allocUnsafe(whole - orphans * 4);
+        let k = 0;
+        for (let p = 0; p < whole; p += 4) {
+          const rel = data.readUInt32LE(p);
+          if (rel < acks.count) k = keep.writeUInt32LE(rel, k);
+        }
+        await writeFileAtomic(log.dir, n, keep);
+        acks.fileBytes = keep.length;
+        report.orphanAcks += orphans;
+      }
     }
     for (const acks of q.#acks.values()) q.#live += acks.count - acks.acked;
     // Segments fully acked before the crash can go now.
@@ -146,7 +165,10 @@ export class FileQueueStore implements QueueStore, RoundParticipant {
         this.#bases.push(base);
         this.#acks.set(base, new SegmentAcks(base));
         // The previous segment is now sealed; it may already be fully acked.
-        if (last !== undefined && this.#acks.get(last)!.complete) this.#reclaimable.push(last);
+        if (last !== undefined && this.#acks.get(last)!.complete) {
+          this.#reclaimable.push(last);
+          this.#committer.markDirty(this);
+        }
       }
       return base;
     }
@@ -169,6 +191,7 @@ export class FileQueueStore implements QueueStore, RoundParticipant {
       this.#requeued.shift();
       this.#requeuedLoaded.delete(ref);
       this.#unacked++;
+      this.#handedOut.add(ref);
       return m;
     }
     while (this.#windowHead < this.#window.length) {
@@ -181,6 +204,7 @@ export class FileQueueStore implements QueueStore, RoundParticipant {
       }
       if (this.#isAcked(m.ref)) continue; // discarded while waiting
       this.#unacked++;
+      this.#handedOut.add(m.ref);
       return m;
     }
     return null;
@@ -235,11 +259,21 @@ export class FileQueueStore implements QueueStore, RoundParticipant {
   }
 
   ack(ref: number): void {
-    if (this.#markAcked(ref)) this.#unacked--;
+    // Only a handed-out message: a second ack, or an ack of a ref never delivered, is a no-op.
+    if (!this.#handedOut.delete(ref)) return;
+    this.#unacked--;
+    this.#markAcked(ref);
   }
 
   discard(ref: number): void {
-    this.#markAcked(ref);
+    if (this.#handedOut.has(ref)) return; // not ready: the consumer has it
+    if (!this.#markAcked(ref)) return;
+    const i = this.#requeued.indexOf(ref);
+    if (i >= 0) {
+      // A requeued message is ready too; it must not be handed out again.
+      this.#requeued.splice(i, 1);
+      this.#requeuedLoaded.delete(ref);
+    }
   }
 
   #markAcked(ref: number): boolean {
@@ -255,7 +289,8 @@ export class FileQueueStore implements QueueStore, RoundParticipant {
   }
 
   requeue(ref: number): void {
-    if (this.#isAcked(ref)) return;
+    // Only a handed-out message: requeueing twice must not deliver it twice.
+    if (!this.#handedOut.delete(ref)) return;
     this.#unacked--;
     // Keep sorted: usually appended at the end or near it.
     let i = this.#requeued.length;
@@ -310,7 +345,9 @@ export class FileQueueStore implements QueueStore, RoundParticipant {
       if (list.length === 0 || !this.#acks.has(acks.base)) continue;
       const buf = Buffer.allocUnsafe(list.length * 4);
       for (let i = 0; i < list.length; i++) buf.writeUInt32LE(list[i]!, i * 4);
-      if (acks.fd < 0) acks.fd = await openFile(`${this.#log.dir}/${ackFileName(acks.base)}`, 'a');
+      // Not O_APPEND: with it Linux ignores the position, and a torn entry left by a crash
+      // would shift every later one. Writing at fileBytes overwrites such a tail instead.
+      if (acks.fd < 0) acks.fd = await openFile(`${this.#log.dir}/${ackFileName(acks.base)}`, constants.O_WRONLY | constants.O_CREAT);
       const pos = acks.fileBytes;
       acks.fileBytes += buf.length;
       await writevAt(acks.fd, [buf], pos);
@@ -324,10 +361,21 @@ export class FileQueueStore implements QueueStore, RoundParticipant {
   async #reclaim(base: number): Promise<boolean> {
     const acks = this.#acks.get(base);
     if (acks === undefined || !acks.complete) return false;
-    if (!(await this.#log.removeSegment(base))) {
-      // Still being written or sealed; try again after a later round.
+    const range = this.#log.segmentRange(base);
+    if (range !== null && range.end > this.#log.writtenOffset) {
+      // Acked before its records were written (possibly in this very round): try again once
+      // they are, rather than forget the segment until the next restart.
+      if (!this.#reclaimWaiting.has(base)) {
+        this.#reclaimWaiting.add(base);
+        void this.#log.waitForOffset(range.end - 1).then(() => {
+          this.#reclaimWaiting.delete(base);
+          this.#reclaimable.push(base);
+          this.#committer.markDirty(this);
+        });
+      }
       return false;
     }
+    if (!(await this.#log.removeSegment(base))) return false;
     this.#acks.delete(base);
     this.#bases = this.#bases.filter((b) => b !== base);
     if (acks.fd >= 0) await closeFile(acks.fd);

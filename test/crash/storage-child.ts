@@ -1,0 +1,65 @@
+// Child process for the storage SIGKILL test: appends until it is killed, printing each record
+// only after its flushed() resolved, so the parent knows exactly which ones were acknowledged.
+//   node storage-child.js <dir> <log|queue> <run>
+// stdout lines: "ready <nextOffset>", "ok <offset> <counter>", "ack <ref>"
+import { Storage } from '../../src/storage/mod.js';
+import { payloadFor } from '../contract/storage-helpers.js';
+
+const [dir, mode, runArg] = process.argv.slice(2);
+if (dir === undefined || (mode !== 'log' && mode !== 'queue') || runArg === undefined) {
+  throw new Error('usage: storage-child <dir> <log|queue> <run>');
+}
+const run = Number(runArg);
+
+// Frequent checkpoints and small journal files, so kills land in those paths too.
+const { storage } = await Storage.open(dir, { checkpointIntervalMs: 50, journalSegmentBytes: 256 * 1024, checkpointBytes: 512 * 1024 });
+// Writes to a pipe are synchronous on Linux, so a printed line is never lost to the kill.
+const say = (line: string): void => void process.stdout.write(`${line}\n`);
+
+let next = 0;
+const counter = (): number => run * 1_000_000 + next++;
+
+if (mode === 'log') {
+  const log = await storage.openLog('l', { durability: 'fsync', segmentBytes: 64 * 1024 });
+  say(`ready ${log.nextOffset}`);
+  const appender = async (): Promise<void> => {
+    for (;;) {
+      const c = counter();
+      const off = log.append(payloadFor(c, 3000));
+      await log.flushed();
+      say(`ok ${off} ${c}`);
+    }
+  };
+  await Promise.all(Array.from({ length: 24 }, appender));
+} else {
+  const { store } = await storage.openQueue('q', { durability: 'fsync', segmentBytes: 64 * 1024, memoryWindowBytes: 16 * 1024 });
+  say(`ready ${store.readyCount}`);
+  const producer = async (): Promise<void> => {
+    for (;;) {
+      const c = counter();
+      const ref = store.enqueue(payloadFor(c, 3000));
+      await store.flushed();
+      say(`ok ${ref} ${c}`);
+    }
+  };
+  // One consumer acks about half of what it takes and requeues the rest now and then.
+  const consumer = async (): Promise<void> => {
+    for (let k = 0; ; k++) {
+      let m = store.shift();
+      if (m === null) {
+        await store.fill();
+        m = store.shift();
+        if (m === null) {
+          await new Promise((r) => setTimeout(r, 1));
+          continue;
+        }
+      }
+      if (k % 2 === 0) {
+        store.ack(m.ref);
+        say(`ack ${m.ref}`);
+      } else if (k % 7 === 1) store.requeue(m.ref);
+      if (k % 16 === 0) await store.flushed();
+    }
+  };
+  await Promise.all([...Array.from({ length: 16 }, producer), consumer()]);
+}

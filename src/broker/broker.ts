@@ -125,6 +125,8 @@ export class Broker {
       if (vh === undefined) continue;
       keep.add(def.logName);
       vh.queues.set(def.name, await this.#openQueue(def, null));
+      // The default exchange's binding is implicit and never stored (declareQueue adds it in memory).
+      vh.exchanges.get('')!.bind({ vhost: def.vhost, source: '', destinationType: 'queue', destination: def.name, routingKey: def.name, args: {} });
     }
     for (const b of this.meta.all<BindingDefinition>('binding').values()) {
       this.#vhosts.get(b.vhost)?.exchanges.get(b.source)?.bind(b);

@@ -363,6 +363,14 @@ describe('AMQP behaviour with amqplib', () => {
       ch.publish('restart-x', 'k', Buffer.from('after'), { persistent: true });
       await ch.waitForConfirms();
       assert.deepEqual(bodies((await getAll(ch, 'restart-durable'))), ['after']);
+      // Regression: after a restart a durable queue was not bound to the default exchange, so
+      // sendToQueue silently routed nowhere (and was confirmed as unroutable).
+      const returned: Message[] = [];
+      ch.on('return', (m: Message) => returned.push(m));
+      ch.sendToQueue('restart-durable', Buffer.from('via default'), { persistent: true, mandatory: true });
+      await ch.waitForConfirms();
+      assert.equal(returned.length, 0, 'routed through the default exchange');
+      assert.deepEqual(bodies((await getAll(ch, 'restart-durable'))), ['via default']);
       await closeQuietly(c);
     } finally {
       await b.close();

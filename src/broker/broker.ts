@@ -120,16 +120,24 @@ export class Broker {
       this.#vhosts.get(def.vhost)?.exchanges.set(def.name, new Exchange(def));
     }
     const keep = new Set<string>();
-    for (const def of this.meta.all<StoredQueueDef>('queue').values()) {
+    const orphaned = new Set<string>();
+    for (const def of [...this.meta.all<StoredQueueDef>('queue').values()]) {
       const vh = this.#vhosts.get(def.vhost);
       if (vh === undefined) continue;
+      if (def.exclusive) {
+        // Its owning connection died with the previous process (a clean stop deletes it first).
+        orphaned.add(qkey(def.vhost, def.name));
+        await this.meta.delete('queue', qkey(def.vhost, def.name));
+        continue;
+      }
       keep.add(def.logName);
       vh.queues.set(def.name, await this.#openQueue(def, null));
       // The default exchange's binding is implicit and never stored (declareQueue adds it in memory).
       vh.exchanges.get('')!.bind({ vhost: def.vhost, source: '', destinationType: 'queue', destination: def.name, routingKey: def.name, args: {} });
     }
-    for (const b of this.meta.all<BindingDefinition>('binding').values()) {
-      this.#vhosts.get(b.vhost)?.exchanges.get(b.source)?.bind(b);
+    for (const b of [...this.meta.all<BindingDefinition>('binding').values()]) {
+      if (b.destinationType === 'queue' && orphaned.has(qkey(b.vhost, b.destination))) await this.meta.delete('binding', bindingId(b));
+      else this.#vhosts.get(b.vhost)?.exchanges.get(b.source)?.bind(b);
     }
     // Logs of non-durable queues (and of queues deleted mid-way) do not outlive the broker.
     for (const name of this.storage.logNames()) {

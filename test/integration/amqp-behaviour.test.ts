@@ -47,6 +47,11 @@ describe('AMQP behaviour with amqplib', () => {
   const publishN = (ch: Channel, q: string, n: number): void => {
     for (let i = 1; i <= n; i++) ch.sendToQueue(q, Buffer.from(`m${i}`));
   };
+  const assertAlive = async (ch: Channel): Promise<void> => {
+    const { queue } = await ch.assertQueue('', { exclusive: true });
+    ch.sendToQueue(queue, Buffer.from('ping'));
+    await waitFor(async () => (await ch.get(queue, { noAck: true })) !== false, 2000, 'round trip');
+  };
   const awaitCount = (ch: Channel, q: string, n: number): Promise<void> =>
     waitFor(async () => (await ch.checkQueue(q)).messageCount === n, 3000, `${n} messages in ${q}`);
 
@@ -376,5 +381,109 @@ describe('AMQP behaviour with amqplib', () => {
       await b.close();
       removeDir(dir);
     }
+  });
+
+  test('acked messages stay gone after a clean restart; exclusive durable queues do not survive it', async () => {
+    const dir = tempDataDir();
+    let b = await startTestBroker(dir);
+    try {
+      let c = await connect(b.amqpUrl);
+      const ch = await c.createConfirmChannel();
+      await ch.assertQueue('acked-restart', { durable: true });
+      await ch.assertQueue('excl-durable', { durable: true, exclusive: true });
+      for (let i = 0; i < 10; i++) ch.sendToQueue('acked-restart', Buffer.from(`a${i}`), { persistent: true });
+      await ch.waitForConfirms();
+      for (let i = 0; i < 6; i++) {
+        const m = (await ch.get('acked-restart')) as GetMessage;
+        if (i % 2 === 0) ch.ack(m);
+      }
+      // one more round trip so the acks have been processed before the broker stops
+      await ch.checkQueue('acked-restart');
+      await b.close();
+      await closeQuietly(c);
+      b = await startTestBroker(dir);
+      c = await connect(b.amqpUrl);
+      const ch2 = await channel(c);
+      const rest = await getAll(ch2, 'acked-restart');
+      assert.deepEqual(bodies(rest), ['a1', 'a3', 'a5', 'a6', 'a7', 'a8', 'a9']);
+      const probe = await channel(c);
+      await assert.rejects(probe.checkQueue('excl-durable'), /404/);
+      await closeQuietly(c);
+    } finally {
+      await b.close();
+      removeDir(dir);
+    }
+  });
+
+  test('deleting a queue cancels its consumers (consumer_cancel_notify)', async () => {
+    const c = await open();
+    const ch = await channel(c);
+    await ch.assertQueue('cancel-notify');
+    let cancelled = false;
+    await ch.consume('cancel-notify', (m) => {
+      if (m === null) cancelled = true;
+    });
+    const other = await channel(c);
+    const r = await other.deleteQueue('cancel-notify');
+    assert.equal(r.messageCount, 0);
+    await waitFor(() => cancelled, 3000, 'basic.cancel from the broker');
+    await assertAlive(ch);
+  });
+
+  test('basic.recover requeues unacked messages, redelivered', async () => {
+    const { ch, q } = await fresh();
+    publishN(ch, q, 3);
+    await awaitCount(ch, q, 3);
+    const a = (await ch.get(q)) as GetMessage;
+    (await ch.get(q)) as GetMessage;
+    assert.equal(a.content.toString(), 'm1');
+    await ch.recover();
+    const rest = await getAll(ch, q);
+    assert.deepEqual(bodies(rest), ['m1', 'm2', 'm3']);
+    assert.deepEqual(rest.map((m) => m.fields.redelivered), [true, true, false]);
+  });
+
+  test('queue.purge and exchange.delete if-unused', async () => {
+    const { c, ch, q } = await fresh();
+    publishN(ch, q, 4);
+    await awaitCount(ch, q, 4);
+    assert.equal((await ch.purgeQueue(q)).messageCount, 4);
+    assert.equal((await ch.checkQueue(q)).messageCount, 0);
+    await ch.assertExchange('del-if-unused-x', 'fanout', { durable: false });
+    await ch.bindQueue(q, 'del-if-unused-x', '');
+    const closed = channelError(ch);
+    await assert.rejects(ch.deleteExchange('del-if-unused-x', { ifUnused: true }));
+    assert.equal((await closed).code, 406);
+    const ch2 = await channel(c);
+    await ch2.deleteExchange('del-if-unused-x');
+    await assert.rejects(ch2.checkExchange('del-if-unused-x'), /404/);
+  });
+
+  test('direct reply-to: a request naming amq.rabbitmq.reply-to without consuming it is refused (406)', async () => {
+    const { ch, q } = await fresh();
+    const closed = channelError(ch);
+    ch.sendToQueue(q, Buffer.from('req'), { replyTo: 'amq.rabbitmq.reply-to' });
+    assert.equal((await closed).code, 406);
+  });
+
+  test('heartbeats: an idle connection with a 1 s heartbeat stays open', async () => {
+    const c = await open(`${broker.amqpUrl}?heartbeat=1`);
+    let closed = false;
+    c.on('close', () => (closed = true));
+    await sleep(3500);
+    assert.equal(closed, false);
+    await assertAlive(await channel(c));
+  });
+
+  test('a 1 MiB message with frame_max 4096 crosses hundreds of frames intact', async () => {
+    const c = await open(`${broker.amqpUrl}?frameMax=4096`);
+    const ch = await channel(c);
+    const { queue: q } = await ch.assertQueue('', { exclusive: true });
+    const big = randomBytes(1024 * 1024);
+    ch.sendToQueue(q, big, { headers: { 'x-big': 'yes' } });
+    const got = await collect(ch, q);
+    await waitFor(() => got.length === 1, 5000, 'big delivery');
+    assert.ok(got[0]!.content.equals(big));
+    assert.equal(got[0]!.properties.headers?.['x-big'], 'yes');
   });
 });

@@ -152,4 +152,33 @@ describe('durability under kill -9', () => {
     await proc.exited;
     console.log(`kill9: ${rounds.join('; ')}; recovered ${messageCount} (${seen.size} distinct, ${redelivered} redelivered) of ${confirmed.size} confirmed`);
   });
+
+  test('an exclusive durable queue does not outlive its connection across kill -9', { timeout: 30_000 }, async () => {
+    const d = tempDataDir('sluice-kill9-excl-');
+    let p = await spawnCliBroker(d, CLI);
+    try {
+      const c = await amqp.connect(p.url);
+      c.on('error', () => undefined);
+      const ch = await c.createChannel();
+      await ch.assertQueue('excl-kill9', { durable: true, exclusive: true });
+      await ch.assertQueue('plain-kill9', { durable: true });
+      p.child.kill('SIGKILL');
+      await p.exited;
+      await closeQuietly(c);
+      p = await spawnCliBroker(d, CLI);
+      const c2 = await amqp.connect(p.url);
+      c2.on('error', () => undefined);
+      const ch2 = await c2.createChannel();
+      ch2.on('error', () => undefined);
+      await ch2.checkQueue('plain-kill9');
+      // RabbitMQ deletes exclusive queues when their owner goes, a crash included; a survivor
+      // would have no owner and be usable by anyone.
+      await assert.rejects(ch2.checkQueue('excl-kill9'), /404/);
+      await closeQuietly(c2);
+    } finally {
+      p.child.kill('SIGKILL');
+      await p.exited;
+      removeDir(d);
+    }
+  });
 });

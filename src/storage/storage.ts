@@ -26,6 +26,11 @@ export interface StorageOptions {
   checkpointIntervalMs?: number;
   /** Checkpoint early once the journal holds this many bytes. */
   checkpointBytes?: number;
+  /**
+   * A commit round with at most this many logs to fsync syncs them directly instead of
+   * writing them to the journal too (0: always journal). Default 2.
+   */
+  directSyncMaxLogs?: number;
 }
 
 export interface StorageRecoveryReport {
@@ -67,7 +72,7 @@ export class Storage {
     this.#journal = journal;
     this.#lock = lock;
     this.#opts = opts;
-    this.committer = new GroupCommitter(journal);
+    this.committer = new GroupCommitter(journal, opts.directSyncMaxLogs);
     this.committer.onRound = () => this.#maybeEarlyCheckpoint();
   }
 
@@ -77,6 +82,7 @@ export class Storage {
       journalSegmentBytes: options.journalSegmentBytes ?? 64 * 1024 * 1024,
       checkpointIntervalMs: options.checkpointIntervalMs ?? 2000,
       checkpointBytes: options.checkpointBytes ?? 128 * 1024 * 1024,
+      directSyncMaxLogs: options.directSyncMaxLogs ?? 2,
     };
     await mkdir(`${dir}/journal`, { recursive: true });
     await mkdir(`${dir}/logs`, { recursive: true });

@@ -11,8 +11,14 @@ if (dir === undefined || (mode !== 'log' && mode !== 'queue') || runArg === unde
 }
 const run = Number(runArg);
 
-// Frequent checkpoints and small journal files, so kills land in those paths too.
-const { storage } = await Storage.open(dir, { checkpointIntervalMs: 50, journalSegmentBytes: 256 * 1024, checkpointBytes: 512 * 1024 });
+// Frequent checkpoints and small journal files, so kills land in those paths too. Odd runs
+// journal every round, even runs fsync the one log directly, so both commit paths get killed.
+const { storage } = await Storage.open(dir, {
+  checkpointIntervalMs: 50,
+  journalSegmentBytes: 256 * 1024,
+  checkpointBytes: 512 * 1024,
+  directSyncMaxLogs: run % 2 === 1 ? 0 : 2,
+});
 // Writes to a pipe are synchronous on Linux, so a printed line is never lost to the kill.
 const say = (line: string): void => void process.stdout.write(`${line}\n`);
 

@@ -12,7 +12,8 @@ const tmp = new TempDirs('storage-crash');
 afterEach(() => tmp.cleanup());
 
 /** No timer checkpoint during a fixture: the journal must hold what the test put in it. */
-const NO_TIMER = { checkpointIntervalMs: 3_600_000 };
+// directSyncMaxLogs 0: these fixtures are about the journal, so every round must use it.
+const NO_TIMER = { checkpointIntervalMs: 3_600_000, directSyncMaxLogs: 0 };
 
 const segName = (base: number): string => `${String(base).padStart(20, '0')}.seg`;
 

@@ -281,7 +281,11 @@ export class SegmentLog implements RoundParticipant {
   }
 
   // RoundParticipant: called by the GroupCommitter.
-  beginRound(batch: JournalBatch): Promise<void> | null {
+  needsSync(): boolean {
+    return this.durability === 'fsync';
+  }
+
+  beginRound(batch: JournalBatch, direct: boolean): Promise<void> | null {
     this.#closeChunk();
     const chunks = this.#pending.filter((c) => c.bytes > 0 || c.create);
     this.#pending = [];
@@ -289,13 +293,16 @@ export class SegmentLog implements RoundParticipant {
     this.#inRound = chunks;
     this.#roundEndOffset = this.#nextOffset;
     if (chunks.length === 0) return null;
-    if (this.durability === 'fsync') {
+    const sync = this.durability === 'fsync' && direct;
+    if (this.durability === 'fsync' && !direct) {
       for (const c of chunks) for (const b of c.bufs) batch.add(this.id, b);
     }
-    return this.#writeChunks(chunks);
+    return this.#writeChunks(chunks, sync);
   }
 
-  async #writeChunks(chunks: PendingChunk[]): Promise<void> {
+  async #writeChunks(chunks: PendingChunk[], sync: boolean): Promise<void> {
+    // Let the round submit the journal write first: it is the one the round waits on.
+    await null;
     // Sequential on purpose: a segment's bytes reach the file before the next segment's, so
     // only the newest segment can have a torn tail after kill -9.
     for (const c of chunks) {
@@ -308,6 +315,7 @@ export class SegmentLog implements RoundParticipant {
       }
       c.seg.dirty = true;
     }
+    if (sync) for (const c of chunks) await datasync(await c.seg.ensureFd());
   }
 
   endRound(err: Error | null): void {

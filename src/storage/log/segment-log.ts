@@ -8,7 +8,7 @@
  */
 import { readdir, rename, rm, stat } from 'node:fs/promises';
 import { CorruptSegment, SluiceError } from '../../common/mod.js';
-import { datasync, readAt, truncateFd, writevAt, openFile, fsyncDir } from '../io.js';
+import { datasync, readAt, truncateFd, writevAt, writevAtSync, openFile, fsyncDir } from '../io.js';
 import type { Durability } from '../durability/policy.js';
 import type { GroupCommitter, RoundParticipant } from '../durability/group-commit.js';
 import type { JournalBatch } from '../durability/journal.js';
@@ -62,6 +62,8 @@ export interface RetentionPolicy {
 
 const DEFAULT_SEGMENT_BYTES = 8 * 1024 * 1024;
 const SLAB_BYTES = 64 * 1024;
+/** Chunks up to this size are written synchronously (page cache only; see io.ts writevAtSync). */
+const SYNC_WRITE_MAX = 256 * 1024;
 
 interface PendingChunk {
   seg: Segment;
@@ -311,7 +313,9 @@ export class SegmentLog implements RoundParticipant {
         await fsyncDir(this.dir);
         await writevAt(c.seg.fd, [encodeSegmentHeader(c.seg.base), ...c.bufs], 0);
       } else if (c.bufs.length > 0) {
-        await writevAt(await c.seg.ensureFd(), c.bufs, c.pos);
+        const fd = await c.seg.ensureFd();
+        if (c.bytes <= SYNC_WRITE_MAX) writevAtSync(fd, c.bufs, c.pos);
+        else await writevAt(fd, c.bufs, c.pos);
       }
       c.seg.dirty = true;
     }

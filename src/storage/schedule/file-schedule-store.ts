@@ -6,8 +6,8 @@
  *
  *   <log dir>/<base>.seg, .idx     the schedule log (log/segment-log.ts); record = entry (schedule-record.ts)
  *   <log dir>/<base>.done          done marks of a segment (schedule-segment.ts)
- *   <log dir>/time/<start>.tix     time index bucket files, one per `bucketMs` of dueAt (time-bucket.ts)
- *   <log dir>/time/groups          group names by id
+ *   <log dir>/time/<start>.tix     time index bucket files, one per `bucketMs` of dueAt (time-bucket.ts, time-index.ts)
+ *   <log dir>/time/groups          group names by id (schedule-groups.ts)
  *
  * Memory: per pending entry 4 bytes (group id) and 1 bit (done); per entry due before
  * `loadedUntil` 16 bytes more in the heap; per group a number. Entries due later cost no
@@ -16,9 +16,10 @@
  * Crash ordering, file by file:
  * - The log is the truth. An entry is stored once its record is (durable per the policy after
  *   flushed()). Bucket files and the groups file are derived: written in the same commit round
- *   as the record but never fsynced. On open every live id of the log that no valid bucket
- *   entry names is read back from the log and indexed again, and bucket entries naming ids
- *   the log does not hold (its tail was cut) are removed before any new id can reuse them.
+ *   as the record but never fsynced. On open (schedule-recovery.ts) every live id of the log
+ *   that no valid bucket entry names is read back from the log and indexed again, and bucket
+ *   entries naming ids the log does not hold (its tail was cut) are removed before any new id
+ *   can reuse them.
  * - Done marks are appended to the segment's `.done` file (fdatasynced in the same round under
  *   'fsync'). A mark is written in the round after the one during which done() was called:
  *   that earlier round carries whatever the caller appended before done() (the fired
@@ -41,36 +42,25 @@
  *   message and the mark in one atomic write, which two files cannot give; a caller that must
  *   never duplicate can dedupe on the entry id, which the fired message can carry.
  */
-import { mkdir, readdir, readFile, rm, truncate, unlink } from 'node:fs/promises';
+import { unlink } from 'node:fs/promises';
 import { constants as FS } from 'node:fs';
 import { systemClock, type Clock } from '../../common/mod.js';
-import { closeFile, datasync, fsyncDir, openFile, readAt, writeFileAtomic, writevAt } from '../io.js';
+import { closeFile, datasync, fsyncDir, openFile, writevAt } from '../io.js';
 import type { Durability } from '../durability/policy.js';
 import type { GroupCommitter, RoundParticipant } from '../durability/group-commit.js';
 import type { JournalBatch } from '../durability/journal.js';
 import type { SegmentLog } from '../log/segment-log.js';
 import type { Storage } from '../storage.js';
-import { readEntries, encodeEntry, decodeEntry } from './schedule-record.js';
-import { doneFileName, parseDoneFileName, ScheduleSegment } from './schedule-segment.js';
+import { readEntries, encodeEntry } from './schedule-record.js';
+import { ScheduleGroups } from './schedule-groups.js';
+import { ScheduleRecovery, type RecoveryTarget, type ScheduleRecoveryReport } from './schedule-recovery.js';
+import { doneFileName, ScheduleSegment } from './schedule-segment.js';
 import type { BrowseOptions, ScheduledEntry, ScheduleStore } from './schedule-store.js';
 import { TimeHeap } from './time-heap.js';
-import {
-  BUCKET_ENTRY,
-  BUCKET_HEADER,
-  bucketEntryValid,
-  bucketFileName,
-  checkBucketHeader,
-  encodeBucketHeader,
-  encodeGroupRecord,
-  entryDueAt,
-  entryGroup,
-  entryId,
-  GROUPS_FILE,
-  parseBucketFileName,
-  parseGroups,
-  TIME_INDEX_DIR,
-  TimeBucket,
-} from './time-bucket.js';
+import { BUCKET_ENTRY, BUCKET_HEADER, bucketEntryValid, entryDueAt, entryGroup, entryId, TIME_INDEX_DIR, type TimeBucket } from './time-bucket.js';
+import { TimeIndex } from './time-index.js';
+
+export type { ScheduleRecoveryReport } from './schedule-recovery.js';
 
 /** Schedule logs are named `schedule:<name>` in the storage, apart from queue logs. */
 export const SCHEDULE_LOG_PREFIX = 'schedule:';
@@ -87,56 +77,19 @@ export interface ScheduleStoreOptions {
   clock?: Clock;
 }
 
-export interface ScheduleRecoveryReport {
-  schedule: string;
-  /** Pending entries after open. */
-  pending: number;
-  /** Live entries the time index did not name, read back from the log and indexed again. */
-  reindexed: number;
-  /** Bucket entries dropped: damaged, naming ids the log does not hold, duplicates, misplaced. */
-  droppedIndexEntries: number;
-  /** Bucket files rewritten without dropped entries, or removed as unreadable. */
-  repairedBuckets: string[];
-  /** Done marks naming an offset past the end of their segment. */
-  orphanDoneMarks: number;
-  /** Segments whose entries were all done, deleted on open. */
-  reclaimedSegments: number;
-  durationMs: number;
-}
-
-const READ_CHUNK = 1024 * 1024 - ((1024 * 1024) % BUCKET_ENTRY);
-const MAX_OPEN_BUCKETS = 32;
-const NEW_FILE = FS.O_WRONLY | FS.O_CREAT | FS.O_TRUNC;
 const APPEND_FILE = FS.O_WRONLY | FS.O_CREAT;
-
-function isMissing(e: unknown): boolean {
-  return (e as NodeJS.ErrnoException).code === 'ENOENT';
-}
 
 export class FileScheduleStore implements ScheduleStore, RoundParticipant {
   readonly name: string;
   readonly #log: SegmentLog;
   readonly #committer: GroupCommitter;
-  readonly #dir: string;
   readonly #clock: Clock;
-  readonly #bucketMs: number;
   readonly #preloadMs: number;
   readonly #sync: boolean;
   #segs: ScheduleSegment[] = [];
-  // Groups: id -> name, UTF-8 bytes and pending count; name -> id.
-  #groupIds = new Map<string, number>();
-  #groupNames: string[] = [];
-  #groupBytes: Buffer[] = [];
-  #groupCounts: number[] = [];
-  #groupsPending: Buffer[] = [];
-  #groupsFileBytes = 0;
-  #groupsFd = -1;
+  readonly #groups: ScheduleGroups;
   #live = 0;
-  #buckets = new Map<number, TimeBucket>();
-  /** Bucket starts, ascending. */
-  #starts: number[] = [];
-  #dirtyBuckets = new Set<TimeBucket>();
-  #fds = new Map<number, number>();
+  readonly #time: TimeIndex;
   #heap = new TimeHeap();
   /** Every pending entry due before this is in the heap or taken. A bucket boundary. */
   #loadedUntil = 0;
@@ -159,12 +112,14 @@ export class FileScheduleStore implements ScheduleStore, RoundParticipant {
     this.name = name;
     this.#log = log;
     this.#committer = committer;
-    this.#dir = `${log.dir}/${TIME_INDEX_DIR}`;
     this.#clock = opts.clock ?? systemClock;
-    this.#bucketMs = opts.bucketMs ?? 3_600_000;
+    const bucketMs = opts.bucketMs ?? 3_600_000;
     this.#preloadMs = opts.preloadMs ?? 60_000;
     this.#sync = log.durability === 'fsync';
-    if (!(this.#bucketMs >= 1) || !Number.isInteger(this.#bucketMs)) throw new RangeError('bucketMs must be a positive integer');
+    if (!(bucketMs >= 1) || !Number.isInteger(bucketMs)) throw new RangeError('bucketMs must be a positive integer');
+    const dir = `${log.dir}/${TIME_INDEX_DIR}`;
+    this.#time = new TimeIndex(dir, bucketMs);
+    this.#groups = new ScheduleGroups(dir);
   }
 
   /** Opens (or creates) the schedule called `name` in `storage`, recovering it after a crash. */
@@ -188,15 +143,15 @@ export class FileScheduleStore implements ScheduleStore, RoundParticipant {
     if (this.#closed) throw new Error('schedule store is closed');
     if (this.#failed) throw this.#failed;
     if (!Number.isFinite(dueAt)) throw new RangeError(`dueAt must be a finite number, got ${dueAt}`);
-    const gid = this.#groupId(group);
-    const gb = this.#groupBytes[gid]!;
+    const gid = this.#groups.idOf(group);
+    const gb = this.#groups.bytes(gid);
     this.#scratch = encodeEntry(this.#scratch, dueAt, gb, payload);
     const size = 10 + gb.length + payload.length;
     const id = this.#log.append(this.#scratch.subarray(0, size), this.#clock.now());
     this.#recordBytes += size + 28;
     this.#records++;
     this.#segmentFor(id).added(id, gid);
-    this.#groupCounts[gid]!++;
+    this.#groups.added(gid);
     this.#live++;
     this.#index(dueAt, id, gid);
     return id;
@@ -204,29 +159,9 @@ export class FileScheduleStore implements ScheduleStore, RoundParticipant {
 
   /** Puts an entry into the time index: its bucket file, and the heap when it is due soon. */
   #index(dueAt: number, id: number, gid: number): void {
-    const b = this.#bucket(this.#bucketStart(dueAt));
-    b.append(dueAt, id, gid);
-    this.#dirtyBuckets.add(b);
+    this.#time.append(dueAt, id, gid);
     if (dueAt < this.#loadedUntil) this.#heap.push(dueAt, id);
     this.#committer.markDirty(this);
-  }
-
-  #groupId(group: string): number {
-    let gid = this.#groupIds.get(group);
-    if (gid !== undefined) return gid;
-    const bytes = Buffer.from(group, 'utf8');
-    if (bytes.length > 0xffff) throw new RangeError('group name longer than 65535 bytes');
-    gid = this.#groupNames.length;
-    this.#setGroup(gid, group, bytes);
-    this.#groupsPending.push(encodeGroupRecord(gid, bytes));
-    return gid;
-  }
-
-  #setGroup(gid: number, name: string, bytes: Buffer): void {
-    this.#groupIds.set(name, gid);
-    this.#groupNames[gid] = name;
-    this.#groupBytes[gid] = bytes;
-    this.#groupCounts[gid] = 0;
   }
 
   #segmentFor(id: number): ScheduleSegment {
@@ -255,33 +190,6 @@ export class FileScheduleStore implements ScheduleStore, RoundParticipant {
   #isLive(id: number): boolean {
     const s = this.#segmentOf(id);
     return s !== null && !s.isDone(id);
-  }
-
-  #bucketStart(dueAt: number): number {
-    return Math.floor(dueAt / this.#bucketMs) * this.#bucketMs;
-  }
-
-  #bucket(start: number): TimeBucket {
-    let b = this.#buckets.get(start);
-    if (b === undefined) {
-      b = new TimeBucket(start);
-      this.#buckets.set(start, b);
-      const i = this.#firstIndexAtOrAfter(start);
-      this.#starts.splice(i, 0, start);
-    }
-    return b;
-  }
-
-  #firstIndexAtOrAfter(t: number): number {
-    const s = this.#starts;
-    let lo = 0;
-    let hi = s.length;
-    while (lo < hi) {
-      const mid = (lo + hi) >>> 1;
-      if (s[mid]! < t) lo = mid + 1;
-      else hi = mid;
-    }
-    return lo;
   }
 
   flushed(): Promise<void> {
@@ -331,15 +239,15 @@ export class FileScheduleStore implements ScheduleStore, RoundParticipant {
     if (this.#loadedUntil > target) return;
     this.#advancing = (async () => {
       while (this.#loadedUntil <= target) {
-        const i = this.#firstIndexAtOrAfter(this.#loadedUntil);
-        const next = this.#starts[i];
+        const time = this.#time;
+        const next = time.starts[time.firstIndexAtOrAfter(this.#loadedUntil)];
         if (next === undefined || next > target) {
-          this.#loadedUntil = Math.max(this.#loadedUntil, this.#bucketStart(target) + this.#bucketMs);
+          this.#loadedUntil = Math.max(this.#loadedUntil, time.bucketStart(target) + time.bucketMs);
           break;
         }
         // Synchronously: from here on, adds to this bucket go to the heap directly.
-        this.#loadedUntil = next + this.#bucketMs;
-        await this.#load(this.#buckets.get(next)!);
+        this.#loadedUntil = next + time.bucketMs;
+        await this.#load(time.get(next)!);
       }
     })().finally(() => {
       this.#advancing = null;
@@ -357,7 +265,7 @@ export class FileScheduleStore implements ScheduleStore, RoundParticipant {
       const end = BUCKET_HEADER + b.fileBytes;
       for (const buf of b.memoryEntries()) this.#pushEntries(buf, buf.length);
       if (!b.created || end === BUCKET_HEADER) return;
-      await this.#readBucket(b.start, end, (buf, n) => this.#pushEntries(buf, n));
+      await this.#time.read(b.start, end, (buf, n) => this.#pushEntries(buf, n));
     } finally {
       b.loading = false;
     }
@@ -371,37 +279,12 @@ export class FileScheduleStore implements ScheduleStore, RoundParticipant {
     }
   }
 
-  /** Reads entries [BUCKET_HEADER, end) of a bucket file in chunks. A missing file reads as empty. */
-  async #readBucket(start: number, end: number, each: (buf: Buffer, n: number) => void): Promise<void> {
-    let fd: number;
-    try {
-      fd = await openFile(`${this.#dir}/${bucketFileName(start)}`, 'r');
-    } catch (e) {
-      if (isMissing(e)) return;
-      throw e;
-    }
-    try {
-      const buf = Buffer.allocUnsafe(Math.min(READ_CHUNK, Math.max(BUCKET_ENTRY, end - BUCKET_HEADER)));
-      for (let pos = BUCKET_HEADER; pos < end; ) {
-        const want = Math.min(buf.length, end - pos);
-        const n = await readAt(fd, buf, 0, want, pos);
-        if (n <= 0) break;
-        const whole = n - (n % BUCKET_ENTRY);
-        each(buf, whole);
-        if (whole === 0) break;
-        pos += whole;
-      }
-    } finally {
-      await closeFile(fd);
-    }
-  }
-
   nextDueAt(): number | null {
     if (this.#live === 0) return null;
     const heap = this.#heap;
     while (heap.size > 0 && (!this.#isLive(heap.topId) || this.#taken.has(heap.topId))) heap.pop();
     let next: number | null = heap.size > 0 ? heap.topDue : null;
-    const later = this.#starts[this.#firstIndexAtOrAfter(this.#loadedUntil)];
+    const later = this.#time.starts[this.#time.firstIndexAtOrAfter(this.#loadedUntil)];
     if (later !== undefined) {
       const wake = later - this.#preloadMs;
       if (next === null || wake < next) next = wake;
@@ -422,7 +305,7 @@ export class FileScheduleStore implements ScheduleStore, RoundParticipant {
     const seg = this.#segmentOf(id);
     if (seg === null || !seg.mark(id)) return false;
     this.#taken.delete(id);
-    this.#groupCounts[seg.group(id)]!--;
+    this.#groups.removed(seg.group(id));
     this.#live--;
     this.#doneQueued.push(id);
     this.#doneSeq++;
@@ -441,17 +324,12 @@ export class FileScheduleStore implements ScheduleStore, RoundParticipant {
 
   count(group?: string): number {
     if (group === undefined) return this.#live;
-    const gid = this.#groupIds.get(group);
-    return gid === undefined ? 0 : this.#groupCounts[gid]!;
+    const gid = this.#groups.find(group);
+    return gid === undefined ? 0 : this.#groups.count(gid);
   }
 
   groupCounts(): Map<string, number> {
-    const m = new Map<string, number>();
-    for (let gid = 0; gid < this.#groupNames.length; gid++) {
-      const n = this.#groupCounts[gid];
-      if (n !== undefined && n > 0) m.set(this.#groupNames[gid]!, n);
-    }
-    return m;
+    return this.#groups.counts();
   }
 
   /** Walks the bucket files in time order from `fromDueAt`, so far-future entries cost no memory. */
@@ -459,16 +337,17 @@ export class FileScheduleStore implements ScheduleStore, RoundParticipant {
     if (opts.limit <= 0) return [];
     let gid: number | undefined;
     if (opts.group !== undefined) {
-      gid = this.#groupIds.get(opts.group);
+      gid = this.#groups.find(opts.group);
       if (gid === undefined) return [];
     }
     const from = opts.fromDueAt ?? -Infinity;
     const afterId = opts.afterId ?? -1;
-    const firstStart = Number.isFinite(from) ? this.#bucketStart(from) : -Infinity;
+    const time = this.#time;
+    const firstStart = Number.isFinite(from) ? time.bucketStart(from) : -Infinity;
     const picked: Array<{ dueAt: number; id: number }> = [];
-    const starts = this.#starts.filter((s) => s >= firstStart);
+    const starts = time.starts.filter((s) => s >= firstStart);
     for (const start of starts) {
-      const b = this.#buckets.get(start);
+      const b = time.get(start);
       if (b === undefined) continue;
       const found: Array<{ dueAt: number; id: number }> = [];
       const take = (buf: Buffer, n: number): void => {
@@ -484,7 +363,7 @@ export class FileScheduleStore implements ScheduleStore, RoundParticipant {
       const end = BUCKET_HEADER + b.fileBytes;
       const mem = b.memoryEntries();
       for (const buf of mem) take(buf, buf.length);
-      if (b.created) await this.#readBucket(start, end, take);
+      if (b.created) await time.read(start, end, take);
       found.sort((x, y) => x.dueAt - y.dueAt || x.id - y.id);
       for (const e of found) picked.push(e);
       if (picked.length >= opts.limit) break;
@@ -500,7 +379,7 @@ export class FileScheduleStore implements ScheduleStore, RoundParticipant {
       heapEntries: this.#heap.size,
       heapBytes: this.#heap.capacityBytes,
       taken: this.#taken.size,
-      buckets: this.#buckets.size,
+      buckets: this.#time.size,
       segments: this.#segs.length,
     };
   }
@@ -508,14 +387,8 @@ export class FileScheduleStore implements ScheduleStore, RoundParticipant {
   // ---- the commit round ----
 
   beginRound(_batch: JournalBatch): Promise<void> | null {
-    const groups = this.#groupsPending;
-    this.#groupsPending = [];
-    const buckets: Array<[TimeBucket, Buffer]> = [];
-    for (const b of this.#dirtyBuckets) {
-      const data = b.detachPending();
-      if (data !== null) buckets.push([b, data]);
-    }
-    this.#dirtyBuckets.clear();
+    const groups = this.#groups.takePending();
+    const buckets = this.#time.detachDirty();
     // Marks queued before this round wait for it to complete (it carries what the caller
     // appended before done()); marks whose round has completed are written now.
     this.#doneAwaiting = this.#doneQueued;
@@ -541,43 +414,10 @@ export class FileScheduleStore implements ScheduleStore, RoundParticipant {
 
   async #writeRound(groups: Buffer[], buckets: Array<[TimeBucket, Buffer]>, ready: number[]): Promise<void> {
     // Group names before the bucket entries that use them.
-    if (groups.length > 0) {
-      if (this.#groupsFd < 0) this.#groupsFd = await openFile(`${this.#dir}/${GROUPS_FILE}`, APPEND_FILE);
-      const pos = this.#groupsFileBytes;
-      for (const g of groups) this.#groupsFileBytes += g.length;
-      await writevAt(this.#groupsFd, groups, pos);
-    }
-    for (const [b, data] of buckets) {
-      const fd = await this.#bucketFd(b);
-      if (!b.created) {
-        await writevAt(fd, [encodeBucketHeader(b.start), data], 0);
-        b.created = true;
-      } else {
-        await writevAt(fd, [data], BUCKET_HEADER + b.fileBytes);
-      }
-      b.fileBytes += data.length;
-      b.inRound = null;
-    }
+    if (groups.length > 0) await this.#groups.write(groups);
+    for (const [b, data] of buckets) await this.#time.write(b, data);
     if (ready.length > 0) await this.#writeDone(ready);
     await this.#housekeeping();
-  }
-
-  async #bucketFd(b: TimeBucket): Promise<number> {
-    const fd = this.#fds.get(b.start);
-    if (fd !== undefined) {
-      // Most recently used last.
-      this.#fds.delete(b.start);
-      this.#fds.set(b.start, fd);
-      return fd;
-    }
-    if (this.#fds.size >= MAX_OPEN_BUCKETS) {
-      const [oldStart, oldFd] = this.#fds.entries().next().value as [number, number];
-      this.#fds.delete(oldStart);
-      await closeFile(oldFd);
-    }
-    const nfd = await openFile(`${this.#dir}/${bucketFileName(b.start)}`, b.created ? APPEND_FILE : NEW_FILE);
-    this.#fds.set(b.start, nfd);
-    return nfd;
   }
 
   async #writeDone(ready: number[]): Promise<void> {
@@ -609,16 +449,7 @@ export class FileScheduleStore implements ScheduleStore, RoundParticipant {
 
   async #housekeeping(): Promise<void> {
     for (const seg of this.#reclaimable()) await this.#reclaim(seg);
-    for (const b of this.#deletableBuckets()) {
-      this.#buckets.delete(b.start);
-      this.#starts.splice(this.#firstIndexAtOrAfter(b.start), 1);
-      const fd = this.#fds.get(b.start);
-      if (fd !== undefined) {
-        this.#fds.delete(b.start);
-        await closeFile(fd);
-      }
-      await unlink(`${this.#dir}/${bucketFileName(b.start)}`).catch(() => undefined);
-    }
+    for (const b of this.#deletableBuckets()) await this.#time.delete(b);
   }
 
   /** Fully done segments with every mark written; never the log's last segment. */
@@ -648,15 +479,16 @@ export class FileScheduleStore implements ScheduleStore, RoundParticipant {
    */
   #deletableBuckets(): TimeBucket[] {
     const out: TimeBucket[] = [];
-    if (this.#starts.length === 0 || this.#starts[0]! >= this.#loadedUntil) return out;
+    const time = this.#time;
+    if (time.starts.length === 0 || time.starts[0]! >= this.#loadedUntil) return out;
     const heap = this.#heap;
     while (heap.size > 0 && !this.#isLive(heap.topId)) heap.pop();
     let min = heap.size > 0 ? heap.topDue : Infinity;
     let takenChecked = false;
-    for (const start of this.#starts) {
+    for (const start of time.starts) {
       if (start >= this.#loadedUntil) break;
-      const b = this.#buckets.get(start)!;
-      const end = start + this.#bucketMs;
+      const b = time.get(start)!;
+      const end = start + time.bucketMs;
       if (b.busy || end > min) continue;
       if (!takenChecked) {
         takenChecked = true;
@@ -673,15 +505,13 @@ export class FileScheduleStore implements ScheduleStore, RoundParticipant {
     await this.#flushed().catch(() => undefined);
     this.#closed = true;
     await this.#committer.settled();
-    for (const fd of this.#fds.values()) await closeFile(fd);
-    this.#fds.clear();
+    await this.#time.close();
     for (const s of this.#segs) if (s.fd >= 0) await closeFile(s.fd);
-    if (this.#groupsFd >= 0) await closeFile(this.#groupsFd);
-    this.#groupsFd = -1;
+    await this.#groups.close();
     this.#heap.clear();
   }
 
-  // ---- recovery ----
+  // ---- recovery (schedule-recovery.ts does the reading and checking) ----
 
   async #recover(): Promise<ScheduleRecoveryReport> {
     const started = Date.now();
@@ -696,199 +526,41 @@ export class FileScheduleStore implements ScheduleStore, RoundParticipant {
       reclaimedSegments: 0,
       durationMs: 0,
     };
-    await mkdir(this.#dir, { recursive: true });
     for (const base of log.segmentBases()) {
       const r = log.segmentRange(base)!;
       this.#segs.push(new ScheduleSegment(base, r.end - base));
     }
     this.#records = log.nextOffset - log.startOffset;
     this.#recordBytes = log.sizeBytes;
-    await this.#loadDoneMarks(report);
-    await this.#loadGroups();
-
+    // Recovery runs once per open, so closures here cost nothing that matters.
+    const target: RecoveryTarget = {
+      log,
+      segs: this.#segs,
+      groups: this.#groups,
+      time: this.#time,
+      segmentOf: (id) => this.#segmentOf(id),
+      adopt: (seg, dueAt, id, gid) => {
+        seg.setGroup(id, gid);
+        this.#groups.added(gid);
+        this.#live++;
+        if (dueAt < this.#loadedUntil) this.#heap.push(dueAt, id);
+      },
+      reindex: (seg, dueAt, id, gid) => {
+        seg.setGroup(id, gid);
+        this.#groups.added(gid);
+        this.#live++;
+        this.#index(dueAt, id, gid);
+      },
+    };
+    const recovery = new ScheduleRecovery(target, report);
+    await recovery.loadMarksAndGroups();
     // Every pending entry due before loadedUntil goes to the heap as the index is read.
-    this.#loadedUntil = this.#bucketStart(this.#clock.now() + this.#preloadMs) + this.#bucketMs;
-    const seen = new Map<ScheduleSegment, Uint8Array>();
-    for (const s of this.#segs) seen.set(s, new Uint8Array((s.count + 7) >>> 3));
-    const names = (await readdir(this.#dir)).sort();
-    for (const n of names) {
-      if (n.endsWith('.tmp')) {
-        await rm(`${this.#dir}/${n}`, { force: true });
-        continue;
-      }
-      const start = parseBucketFileName(n);
-      if (start !== null) await this.#recoverBucket(start, seen, report);
-    }
-    // Live ids no bucket entry named: the crash's tail, or a lost index. Read them back.
-    for (const seg of this.#segs) {
-      const bits = seen.get(seg)!;
-      let rel = 0;
-      while (rel < seg.count) {
-        const isMissing = (r: number): boolean => (bits[r >>> 3]! & (1 << (r & 7))) === 0 && !seg.isDone(seg.base + r);
-        if (!isMissing(rel)) {
-          rel++;
-          continue;
-        }
-        let end = rel + 1;
-        while (end < seg.count && isMissing(end)) end++;
-        report.reindexed += await this.#reindex(seg, seg.base + rel, seg.base + end);
-        rel = end;
-      }
-    }
+    this.#loadedUntil = this.#time.bucketStart(this.#clock.now() + this.#preloadMs) + this.#time.bucketMs;
+    await recovery.rebuildIndex();
     for (const seg of this.#reclaimable()) if (await this.#reclaim(seg)) report.reclaimedSegments++;
-    if (this.#groupsPending.length > 0 || this.#dirtyBuckets.size > 0) this.#committer.markDirty(this);
+    if (this.#groups.hasPending || this.#time.hasDirty) this.#committer.markDirty(this);
     report.pending = this.#live;
     report.durationMs = Date.now() - started;
     return report;
-  }
-
-  async #loadDoneMarks(report: ScheduleRecoveryReport): Promise<void> {
-    for (const n of await readdir(this.#log.dir)) {
-      const base = parseDoneFileName(n);
-      if (base === null) continue;
-      const path = `${this.#log.dir}/${n}`;
-      const seg = this.#segs.find((s) => s.base === base);
-      if (seg === undefined) {
-        await unlink(path); // its segment is gone: every entry in it was done
-        continue;
-      }
-      const fd = await openFile(path, 'r');
-      try {
-        const chunk = Buffer.allocUnsafe(READ_CHUNK);
-        let pos = 0;
-        for (;;) {
-          const got = await readAt(fd, chunk, 0, chunk.length, pos);
-          const whole = got - (got % 4);
-          for (let p = 0; p < whole; p += 4) {
-            const rel = chunk.readUInt32LE(p);
-            if (rel >= seg.count) report.orphanDoneMarks++;
-            else seg.mark(base + rel);
-          }
-          pos += whole;
-          if (got < chunk.length) break;
-        }
-        // A torn last mark is overwritten by the next one (marks are written at fileBytes).
-        seg.fileBytes = pos;
-      } finally {
-        await closeFile(fd);
-      }
-      seg.doneWritten = seg.done;
-    }
-  }
-
-  async #loadGroups(): Promise<void> {
-    const path = `${this.#dir}/${GROUPS_FILE}`;
-    let data: Buffer;
-    try {
-      data = await readFile(path);
-    } catch (e) {
-      if (isMissing(e)) return;
-      throw e;
-    }
-    const { names, validBytes } = parseGroups(data);
-    if (validBytes < data.length) await truncate(path, validBytes);
-    this.#groupsFileBytes = validBytes;
-    // Ids lost with a torn tail leave holes (undefined); new groups take ids after the highest.
-    for (const [gid, name] of names) this.#setGroup(gid, name, Buffer.from(name, 'utf8'));
-  }
-
-  /**
-   * Reads one bucket file into the counts and, for entries due before loadedUntil, the heap.
-   * Entries that cannot be trusted are dropped and the file rewritten without them; their
-   * ids, if live, are then missing and get read back from the log.
-   */
-  async #recoverBucket(start: number, seen: Map<ScheduleSegment, Uint8Array>, report: ScheduleRecoveryReport): Promise<void> {
-    const name = bucketFileName(start);
-    const path = `${this.#dir}/${name}`;
-    const fd = await openFile(path, 'r');
-    const kept: Buffer[] = [];
-    let keptBytes = 0;
-    let dropped = 0;
-    let headerOk = false;
-    try {
-      const hdr = Buffer.allocUnsafe(BUCKET_HEADER);
-      const hn = await readAt(fd, hdr, 0, BUCKET_HEADER, 0);
-      headerOk = hn === BUCKET_HEADER && checkBucketHeader(hdr, start) && start % this.#bucketMs === 0;
-      if (headerOk) {
-        const buf = Buffer.allocUnsafe(READ_CHUNK);
-        for (let pos = BUCKET_HEADER; ; ) {
-          const n = await readAt(fd, buf, 0, buf.length, pos);
-          const whole = n - (n % BUCKET_ENTRY);
-          let runStart = 0;
-          for (let p = 0; p < whole; p += BUCKET_ENTRY) {
-            if (this.#admit(buf, p, start, seen)) continue;
-            dropped++;
-            if (p > runStart) kept.push(Buffer.from(buf.subarray(runStart, p)));
-            keptBytes += p - runStart;
-            runStart = p + BUCKET_ENTRY;
-          }
-          if (whole > runStart) kept.push(Buffer.from(buf.subarray(runStart, whole)));
-          keptBytes += whole - runStart;
-          pos += whole;
-          if (n < buf.length) break;
-        }
-      }
-    } finally {
-      await closeFile(fd);
-    }
-    if (!headerOk || dropped > 0) {
-      report.droppedIndexEntries += dropped;
-      report.repairedBuckets.push(name);
-      if (!headerOk || keptBytes === 0) {
-        await unlink(path);
-        return;
-      }
-      await writeFileAtomic(this.#dir, name, Buffer.concat([encodeBucketHeader(start), ...kept]));
-    }
-    const b = this.#bucket(start);
-    b.created = true;
-    b.fileBytes = keptBytes;
-  }
-
-  /** Takes one bucket entry at recovery; false if it must be dropped from the file. */
-  #admit(buf: Buffer, p: number, start: number, seen: Map<ScheduleSegment, Uint8Array>): boolean {
-    if (!bucketEntryValid(buf, p)) return false;
-    const dueAt = entryDueAt(buf, p);
-    const id = entryId(buf, p);
-    const gid = entryGroup(buf, p);
-    if (this.#bucketStart(dueAt) !== start) return false;
-    if (id >= this.#log.nextOffset) return false; // the log's tail was cut: this id will be reused
-    const seg = this.#segmentOf(id);
-    if (seg === null) return true; // its segment was reclaimed: done, harmless until the file goes
-    if (this.#groupNames[gid] === undefined) return false; // its name was lost with the groups file's tail
-    const bits = seen.get(seg)!;
-    const rel = id - seg.base;
-    const m = 1 << (rel & 7);
-    if ((bits[rel >>> 3]! & m) !== 0) return false; // duplicate
-    bits[rel >>> 3] = bits[rel >>> 3]! | m;
-    if (seg.isDone(id)) return true;
-    seg.setGroup(id, gid);
-    this.#groupCounts[gid]!++;
-    this.#live++;
-    if (dueAt < this.#loadedUntil) this.#heap.push(dueAt, id);
-    return true;
-  }
-
-  /** Reads ids [from, to) back from the log and indexes the live ones; returns how many. */
-  async #reindex(seg: ScheduleSegment, from: number, to: number): Promise<number> {
-    let n = 0;
-    let off = from;
-    while (off < to) {
-      const recs = await this.#log.readBatch(off, 256 * 1024, to - off);
-      if (recs.length === 0) break;
-      for (const r of recs) {
-        if (r.offset >= to) break;
-        if (seg.isDone(r.offset)) continue;
-        const e = decodeEntry(r);
-        const gid = this.#groupId(e.group);
-        seg.setGroup(r.offset, gid);
-        this.#groupCounts[gid]!++;
-        this.#live++;
-        this.#index(e.dueAt, r.offset, gid);
-        n++;
-      }
-      off = recs[recs.length - 1]!.offset + 1;
-    }
-    return n;
   }
 }

@@ -2,7 +2,7 @@
  * The on-disk time index of a schedule: one bucket file per window of `bucketMs` of dueAt
  * (an hour by default), appended as entries are added. It is derived data: every entry it
  * names is also in the schedule log, so a missing, torn or corrupt bucket file costs a read
- * of the log on open (file-schedule-store.ts rebuilds what is missing), never an entry.
+ * of the log on open (schedule-recovery.ts rebuilds what is missing), never an entry.
  *
  * Bucket file layout (little-endian), named `<bucket start ms, 20 digits>.tix`:
  *   u32 magic BUCKET_MAGIC | u16 version | u16 entry size | u64 bucket start   (BUCKET_HEADER)

@@ -1,7 +1,8 @@
 /**
  * One AMQP channel: method handlers in a flat switch (one hop from a method to its handling),
- * content assembly for basic.publish (method → header → bodies, §4.2.6), consumers with
- * prefetch credit, unacked deliveries, publisher confirms, tx and direct reply-to.
+ * consumers with prefetch credit, unacked deliveries, tx and direct reply-to. Content assembly
+ * for basic.publish is in publish-assembler.ts; routing, confirms and the publishes a tx holds
+ * are in channel-publisher.ts.
  *
  * Methods are handled in order: while an asynchronous handler (a declare waiting for its
  * definition to be durable) runs, later frames of the channel wait in a backlog.
@@ -9,36 +10,23 @@
 import { randomBytes } from 'node:crypto';
 import { StoredMessageView, type Consumer, type ConsumerSink, type Queue, type StoredMessage } from '../../../broker/mod.js';
 import {
-  ContentHeader,
   Deliver,
   decodeBasicAckInto,
-  decodeBasicPublishInto,
   decodeMethod,
-  decodeProperties,
   deliverSizeBound,
   newBasicAck,
-  newBasicPublish,
-  parseContentHeader,
-  propertiesToBuffer,
-  readDeliveryMode,
-  readHeaders,
   ReplyCode,
   writeDeliver,
-  writeBodyFrames,
-  writeHeaderFrame,
-  writeMethod,
-  contentFramesSize,
   type AmqpMethod,
   type AmqpMethodArgs,
   type FieldTable,
 } from '../codec/mod.js';
+import { ChannelPublisher, REPLY_TO } from './channel-publisher.js';
 import type { AmqpConnection } from './connection.js';
+import { PublishAssembler } from './publish-assembler.js';
 import { channelError, closeReasonOf, connectionError, replyText, type CloseReason } from './reply-codes.js';
+import { sendContent } from './send-content.js';
 import { UnackedDeliveries } from './unacked-deliveries.js';
-
-const REPLY_TO = 'amq.rabbitmq.reply-to';
-const REPLY_TO_PREFIX = 'amq.rabbitmq.reply-to.';
-const REPLY_TO_FLAG = 1 << 9; // property flag bit of reply-to (bit 15 - 6)
 
 interface ConsumerState {
   consumer: Consumer;
@@ -46,33 +34,14 @@ interface ConsumerState {
   unacked: number;
 }
 
-interface TxPublish {
-  exchange: string;
-  routingKey: string;
-  mandatory: boolean;
-  props: Buffer;
-  body: Buffer;
-}
-
-const enum Expect {
-  Method,
-  Header,
-  Body,
-}
-
 export class AmqpChannel implements ConsumerSink {
   readonly id: number;
   readonly conn: AmqpConnection;
   #closing = false;
   #released = false;
-  #expect = Expect.Method;
-  readonly #publish = newBasicPublish();
+  readonly #assembler = new PublishAssembler();
+  readonly #publisher: ChannelPublisher;
   readonly #ack = newBasicAck();
-  readonly #header = new ContentHeader();
-  #props: Buffer = Buffer.alloc(0);
-  #bodySize = 0;
-  #body: Buffer | null = null;
-  #bodyPos = 0;
   #consumers = new Map<string, ConsumerState>();
   #byConsumer = new Map<Consumer, ConsumerState>();
   #registering = false;
@@ -81,12 +50,6 @@ export class AmqpChannel implements ConsumerSink {
   #globalPrefetchBytes = 0;
   readonly #unacked = new UnackedDeliveries();
   #deliveryTag = 0;
-  #confirm = false;
-  #publishSeq = 0;
-  #confirmedUpTo = 0;
-  #flushPending = false;
-  #tx = false;
-  #txPublishes: TxPublish[] = [];
   #txAcks: Array<[kind: 'ack' | 'nack', tag: number, multiple: boolean, requeue: boolean]> = [];
   #lastQueue = '';
   #flowActive = true;
@@ -102,6 +65,7 @@ export class AmqpChannel implements ConsumerSink {
     this.conn = conn;
     this.id = id;
     this.#deliver.channel = id;
+    this.#publisher = new ChannelPublisher(conn, id, () => this.#replyKey);
   }
 
   // ---- frames in
@@ -121,13 +85,11 @@ export class AmqpChannel implements ConsumerSink {
         }
         return;
       }
-      if (this.#expect !== Expect.Method) {
+      if (!this.#assembler.expectsMethod) {
         throw connectionError(ReplyCode.UNEXPECTED_FRAME, `UNEXPECTED_FRAME - expected content header for class 60, got non content header frame instead`);
       }
       if (classId === 60 && methodId === 40) {
-        decodeBasicPublishInto(buf, start + 4, end, this.#publish);
-        if (this.#publish.immediate) throw connectionError(ReplyCode.NOT_IMPLEMENTED, 'NOT_IMPLEMENTED - immediate=true');
-        this.#expect = Expect.Header;
+        this.#assembler.method(buf, start + 4, end);
         return;
       }
       if (classId === 60 && methodId === 80) {
@@ -145,22 +107,8 @@ export class AmqpChannel implements ConsumerSink {
     if (this.#busy) return void this.#backlog.push([2, buf, start, end]);
     if (this.#closing) return;
     try {
-      if (this.#expect !== Expect.Header) throw connectionError(ReplyCode.UNEXPECTED_FRAME, 'UNEXPECTED_FRAME - unexpected content header frame');
-      const h = this.#header;
-      parseContentHeader(buf, start, end, h);
-      if (h.classId !== 60) throw connectionError(ReplyCode.UNEXPECTED_FRAME, `UNEXPECTED_FRAME - content header for class ${h.classId}, expected 60`);
-      this.#props = buf.subarray(h.propsStart, h.propsEnd);
-      this.#bodySize = h.bodySize;
-      if (h.bodySize > this.conn.ctx.config.maxMessageSize) {
-        this.#expect = Expect.Method;
-        throw channelError(ReplyCode.PRECONDITION_FAILED, `PRECONDITION_FAILED - message size ${h.bodySize} is larger than configured max size ${this.conn.ctx.config.maxMessageSize}`);
-      }
-      this.#body = null;
-      this.#bodyPos = 0;
-      if (h.bodySize === 0) {
-        this.#expect = Expect.Method;
-        this.#published(Buffer.alloc(0));
-      } else this.#expect = Expect.Body;
+      const body = this.#assembler.header(buf, start, end, this.conn.ctx.config.maxMessageSize);
+      if (body !== null) this.#published(body);
     } catch (err) {
       this.conn.fail(err, this.id, 60, 40);
     }
@@ -170,28 +118,8 @@ export class AmqpChannel implements ConsumerSink {
     if (this.#busy) return void this.#backlog.push([3, buf, start, end]);
     if (this.#closing) return;
     try {
-      if (this.#expect !== Expect.Body) throw connectionError(ReplyCode.UNEXPECTED_FRAME, 'UNEXPECTED_FRAME - unexpected content body frame');
-      const n = end - start;
-      if (this.#bodyPos + n > this.#bodySize) throw connectionError(ReplyCode.FRAME_ERROR, 'FRAME_ERROR - content body exceeds the size in its header');
-      if (this.#bodyPos === 0 && n === this.#bodySize) {
-        // The common case: the whole body in one frame, used in place.
-        this.#expect = Expect.Method;
-        this.#published(buf.subarray(start, end));
-        return;
-      }
-      if (this.#body === null) {
-        this.#body = Buffer.allocUnsafe(this.#bodySize);
-        // The header's property bytes live in an earlier socket chunk; keep our own copy.
-        this.#props = Buffer.from(this.#props);
-      }
-      buf.copy(this.#body, this.#bodyPos, start, end);
-      this.#bodyPos += n;
-      if (this.#bodyPos === this.#bodySize) {
-        this.#expect = Expect.Method;
-        const body = this.#body;
-        this.#body = null;
-        this.#published(body);
-      }
+      const body = this.#assembler.body(buf, start, end);
+      if (body !== null) this.#published(body);
     } catch (err) {
       this.conn.fail(err, this.id, 60, 40);
     }
@@ -356,22 +284,22 @@ export class AmqpChannel implements ConsumerSink {
         if (m.name === 'basic.recover') this.#send({ name: 'basic.recover-ok', args: {} });
         return;
       case 'confirm.select':
-        if (this.#tx) throw channelError(ReplyCode.PRECONDITION_FAILED, 'PRECONDITION_FAILED - cannot switch from tx to confirm mode');
-        this.#confirm = true;
+        if (this.#publisher.transactional) throw channelError(ReplyCode.PRECONDITION_FAILED, 'PRECONDITION_FAILED - cannot switch from tx to confirm mode');
+        this.#publisher.selectConfirm();
         if (!m.args.nowait) this.#send({ name: 'confirm.select-ok', args: {} });
         return;
       case 'tx.select':
-        if (this.#confirm) throw channelError(ReplyCode.PRECONDITION_FAILED, 'PRECONDITION_FAILED - cannot switch from confirm to tx mode');
-        this.#tx = true;
+        if (this.#publisher.confirming) throw channelError(ReplyCode.PRECONDITION_FAILED, 'PRECONDITION_FAILED - cannot switch from confirm to tx mode');
+        this.#publisher.selectTx();
         this.#send({ name: 'tx.select-ok', args: {} });
         return;
       case 'tx.commit':
-        if (!this.#tx) throw channelError(ReplyCode.PRECONDITION_FAILED, 'PRECONDITION_FAILED - channel is not transactional');
+        if (!this.#publisher.transactional) throw channelError(ReplyCode.PRECONDITION_FAILED, 'PRECONDITION_FAILED - channel is not transactional');
         this.#run(this.#commit());
         return;
       case 'tx.rollback':
-        if (!this.#tx) throw channelError(ReplyCode.PRECONDITION_FAILED, 'PRECONDITION_FAILED - channel is not transactional');
-        this.#txPublishes = [];
+        if (!this.#publisher.transactional) throw channelError(ReplyCode.PRECONDITION_FAILED, 'PRECONDITION_FAILED - channel is not transactional');
+        this.#publisher.rollback();
         this.#txAcks = [];
         this.#send({ name: 'tx.rollback-ok', args: {} });
         return;
@@ -387,89 +315,18 @@ export class AmqpChannel implements ConsumerSink {
     return this.#lastQueue;
   }
 
-  // ---- publish
+  // ---- publish (routing and confirms: channel-publisher.ts)
 
   #published(body: Buffer): void {
-    const p = this.#publish;
-    if (this.#tx) {
-      // The socket chunk is not reused by Node, so holding views of it until commit is safe.
-      this.#txPublishes.push({ exchange: p.exchange, routingKey: p.routingKey, mandatory: p.mandatory, props: this.#props, body });
-      return;
-    }
-    const needsFlush = this.#route(p.exchange, p.routingKey, p.mandatory, this.#props, body);
-    if (this.#confirm) this.#confirmPublish(needsFlush);
-  }
-
-  /** Routes one message; returns whether its confirm must wait for the storage flush. */
-  #route(exchange: string, routingKey: string, mandatory: boolean, props: Buffer, body: Buffer): boolean {
-    if (props.length >= 2 && (props.readUInt16BE(0) & REPLY_TO_FLAG) !== 0) props = this.#directReplyProps(props);
-    if (exchange === '' && routingKey.startsWith(REPLY_TO_PREFIX)) {
-      const target = this.conn.ctx.replyChannel(routingKey.slice(REPLY_TO_PREFIX.length));
-      if (target !== undefined) target.deliverReply(routingKey, props, body);
-      else if (mandatory) this.#sendReturn(ReplyCode.NO_ROUTE, 'NO_ROUTE', exchange, routingKey, props, body);
-      return false;
-    }
-    const r = this.conn.broker.publish(this.conn.user, this.conn.vhost, {
-      exchange,
-      routingKey,
-      props,
-      body,
-      persistent: readDeliveryMode(props) === 2,
-      headers: () => readHeaders(props) as Record<string, unknown> | undefined,
-    });
-    if (r.routed === 0 && mandatory) this.#sendReturn(ReplyCode.NO_ROUTE, 'NO_ROUTE', exchange, routingKey, props, body);
-    return r.needsFlush;
-  }
-
-  /** A request whose reply-to is amq.rabbitmq.reply-to gets this channel's reply address instead. */
-  #directReplyProps(props: Buffer): Buffer {
-    const decoded = decodeProperties(props, 0, props.length);
-    if (decoded.replyTo !== REPLY_TO) return props;
-    if (this.#replyKey === null) {
-      throw channelError(ReplyCode.PRECONDITION_FAILED, 'PRECONDITION_FAILED - fast reply consumer does not exist');
-    }
-    decoded.replyTo = REPLY_TO_PREFIX + this.#replyKey;
-    return propertiesToBuffer(decoded);
-  }
-
-  #confirmPublish(needsFlush: boolean): void {
-    const seq = ++this.#publishSeq;
-    if (!needsFlush && !this.#flushPending && seq === this.#confirmedUpTo + 1) {
-      this.#confirmedUpTo = seq;
-      this.#send({ name: 'basic.ack', args: { deliveryTag: seq, multiple: false } });
-      return;
-    }
-    if (!this.#flushPending) this.#waitFlush();
-  }
-
-  /** One storage flush at a time per channel; its confirm covers everything published before it. */
-  #waitFlush(): void {
-    this.#flushPending = true;
-    const upTo = this.#publishSeq;
-    this.conn.broker.flushed().then(
-      () => this.#confirmUpTo(upTo, true),
-      () => this.#confirmUpTo(upTo, false),
-    );
-  }
-
-  #confirmUpTo(upTo: number, ok: boolean): void {
-    this.#flushPending = false;
-    if (this.#released) return;
-    if (upTo > this.#confirmedUpTo) {
-      const multiple = upTo > this.#confirmedUpTo + 1;
-      this.#confirmedUpTo = upTo;
-      this.#send(ok ? { name: 'basic.ack', args: { deliveryTag: upTo, multiple } } : { name: 'basic.nack', args: { deliveryTag: upTo, multiple, requeue: false } });
-    }
-    if (this.#publishSeq > this.#confirmedUpTo) this.#waitFlush();
+    const a = this.#assembler;
+    const p = a.publish;
+    this.#publisher.published(p.exchange, p.routingKey, p.mandatory, a.props, body);
   }
 
   async #commit(): Promise<void> {
-    const pubs = this.#txPublishes;
     const acks = this.#txAcks;
-    this.#txPublishes = [];
     this.#txAcks = [];
-    let needsFlush = false;
-    for (const p of pubs) if (this.#route(p.exchange, p.routingKey, p.mandatory, p.props, p.body)) needsFlush = true;
+    const needsFlush = this.#publisher.commit();
     for (const [kind, tag, multiple, requeue] of acks) this.#applyAck(kind, tag, multiple, requeue);
     if (needsFlush) await this.conn.broker.flushed();
     this.#send({ name: 'tx.commit-ok', args: {} });
@@ -591,7 +448,9 @@ export class AmqpChannel implements ConsumerSink {
     if (noAck) queue.store.ack(msg.ref);
     else this.#unacked.push(tag, queue, msg.ref, null, msg.payload.length);
     const v = this.#view.parse(msg.payload);
-    this.#sendContent(
+    sendContent(
+      this.conn,
+      this.id,
       { name: 'basic.get-ok', args: { deliveryTag: tag, redelivered: msg.redelivered, exchange: v.exchange, routingKey: v.routingKey, messageCount: queue.messageCount } },
       msg.payload,
       v.propsStart,
@@ -599,21 +458,6 @@ export class AmqpChannel implements ConsumerSink {
       v.propsEnd,
       msg.payload.length,
     );
-  }
-
-  #sendReturn(code: number, text: string, exchange: string, routingKey: string, props: Buffer, body: Buffer): void {
-    this.#sendContent({ name: 'basic.return', args: { replyCode: code, replyText: text, exchange, routingKey } }, props, 0, props.length, 0, body.length, body);
-  }
-
-  /** A content-carrying method: method frame, header frame with raw properties, body frames. */
-  #sendContent(m: AmqpMethodArgs, src: Buffer, propsStart: number, propsEnd: number, bodyStart: number, bodyEnd: number, body: Buffer = src): void {
-    const out = this.conn.out;
-    const fm = this.conn.frameMax;
-    const size = 1024 + contentFramesSize(propsEnd - propsStart, bodyEnd - bodyStart, fm);
-    const buf = out.reserve(size);
-    let p = writeMethod(buf, out.pos, this.id, m);
-    p = writeHeaderFrame(buf, p, this.id, bodyEnd - bodyStart, src, propsStart, propsEnd);
-    out.pos = writeBodyFrames(buf, p, this.id, body, bodyStart, bodyEnd, fm);
   }
 
   /** Called when credit may have grown (ack, qos, flow, socket drained). */
@@ -627,7 +471,7 @@ export class AmqpChannel implements ConsumerSink {
     if (!(tag === 0 && multiple) && this.#unacked.indexOf(tag) < 0) {
       throw channelError(ReplyCode.PRECONDITION_FAILED, `PRECONDITION_FAILED - unknown delivery tag ${tag}`);
     }
-    if (this.#tx) {
+    if (this.#publisher.transactional) {
       this.#txAcks.push([kind, tag, multiple, requeue]);
       return;
     }
@@ -697,7 +541,7 @@ export class AmqpChannel implements ConsumerSink {
     if (this.#closing) return;
     this.#send({ name: 'channel.close', args: { replyCode: reason.code, replyText: replyText(reason.text), classId, methodId } });
     this.#closing = true;
-    this.#expect = Expect.Method;
+    this.#assembler.reset();
     this.release();
   }
 
@@ -709,6 +553,7 @@ export class AmqpChannel implements ConsumerSink {
   release(): void {
     if (this.#released) return;
     this.#released = true;
+    this.#publisher.release();
     this.#backlog = [];
     for (const st of this.#consumers.values()) this.conn.broker.cancel(st.consumer);
     this.#consumers.clear();

@@ -231,7 +231,12 @@ export class Broker {
     }
     if (input.name.startsWith('amq.') || input.name === '') {
       if (existing !== undefined && existing.def.type === input.type && input.durable === existing.def.durable) return;
+      if (input.name === '') throw accessRefused('operation not permitted on the default exchange');
       throw accessRefused(`exchange name '${input.name}' contains reserved prefix 'amq.*'`);
+    }
+    const ae = input.args?.['alternate-exchange'];
+    if (ae !== undefined && typeof ae !== 'string') {
+      throw precondition(`invalid type '${argType(ae)}' for arg 'alternate-exchange' in exchange '${input.name}' in vhost '${vhost}'`);
     }
     this.#check(user, vhost, 'configure', 'exchange', input.name);
     const def: ExchangeDefinition = {
@@ -257,8 +262,17 @@ export class Broker {
       }
       return;
     }
-    vh.exchanges.set(def.name, new Exchange(def));
-    if (def.durable) await this.meta.put('exchange', qkey(vhost, def.name), def);
+    const ex = new Exchange(def);
+    vh.exchanges.set(def.name, ex);
+    if (def.durable) {
+      try {
+        await this.meta.put('exchange', qkey(vhost, def.name), def);
+      } catch (err) {
+        // Not stored (disk full, I/O error): it must not exist in memory either.
+        if (vh.exchanges.get(def.name) === ex) vh.exchanges.delete(def.name);
+        throw err;
+      }
+    }
   }
 
   async deleteExchange(user: string, vhost: string, name: string, ifUnused: boolean): Promise<void> {
@@ -345,6 +359,7 @@ export class Broker {
     }
     if (name === '') name = `amq.gen-${randomBytes(16).toString('base64url')}`;
     else if (name.startsWith('amq.')) throw accessRefused(`queue name '${name}' contains reserved prefix 'amq.*'`);
+    checkQueueArgs(input.args ?? {}, name, vhost);
     this.#check(user, vhost, 'configure', 'queue', name);
     const def: StoredQueueDef = {
       vhost,
@@ -382,8 +397,22 @@ export class Broker {
     }
     vh.queues.set(name, q);
     // Every queue is bound to the default exchange under its own name (AMQP 0-9-1 §3.1.3.1).
-    vh.exchanges.get('')!.bind({ vhost, source: '', destinationType: 'queue', destination: name, routingKey: name, args: {} });
-    if (def.durable) await this.meta.put('queue', qkey(vhost, name), def);
+    const defaultBinding: BindingDefinition = { vhost, source: '', destinationType: 'queue', destination: name, routingKey: name, args: {} };
+    vh.exchanges.get('')!.bind(defaultBinding);
+    if (def.durable) {
+      try {
+        await this.meta.put('queue', qkey(vhost, name), def);
+      } catch (err) {
+        // Not stored (disk full, I/O error): undo the in-memory queue so a redeclare retries.
+        if (vh.queues.get(name) === q) {
+          vh.queues.delete(name);
+          vh.exchanges.get('')!.unbind(defaultBinding);
+        }
+        // Not awaited: closing may wait on a flush the full disk cannot take.
+        void q.store.close().then(() => this.storage.deleteLog(def.logName)).catch(() => undefined);
+        throw err;
+      }
+    }
     return { name, messageCount: 0, consumerCount: 0 };
   }
 
@@ -546,4 +575,60 @@ export class Broker {
 
 function fmtArg(v: unknown): string {
   return v === undefined ? 'none' : `the value '${JSON.stringify(v)}'`;
+}
+
+/** RabbitMQ's name for the field-table type a decoded argument value came in as. */
+function argType(v: unknown): string {
+  if (typeof v === 'string') return 'longstr';
+  if (typeof v === 'boolean') return 'bool';
+  if (typeof v === 'bigint') return 'long';
+  if (typeof v === 'number') return !Number.isInteger(v) ? 'double' : v >= -2147483648 && v <= 2147483647 ? 'signedint' : 'long';
+  if (Buffer.isBuffer(v)) return 'binary';
+  if (Array.isArray(v)) return 'array';
+  if (v === null) return 'void';
+  return typeof v === 'object' ? 'table' : typeof v;
+}
+
+/**
+ * The queue.declare argument checks RabbitMQ 3.10 makes (rabbit_amqqueue:declare_args), with
+ * its reply texts: each failure is 406 PRECONDITION_FAILED on the channel. Unknown x- arguments
+ * are accepted, as there.
+ */
+function checkQueueArgs(args: Record<string, unknown>, queue: string, vhost: string): void {
+  const fail = (k: string, why: string): never => {
+    throw precondition(`invalid arg '${k}' for queue '${queue}' in vhost '${vhost}': ${why}`);
+  };
+  const int = (k: string, min: 0 | 1, max?: number): void => {
+    const v = args[k];
+    if (v === undefined) return;
+    if (typeof v !== 'bigint' && !(typeof v === 'number' && Number.isInteger(v))) fail(k, `"expected integer, got ${argType(v)}"`);
+    const n = Number(v);
+    if (n < 0) fail(k, `{value_negative,${n}}`);
+    if (n === 0 && min === 1) fail(k, `{value_zero,${n}}`);
+    if (max !== undefined && n > max) fail(k, `{max_value_exceeded,${n}}`);
+  };
+  int('x-expires', 1);
+  int('x-message-ttl', 0);
+  int('x-max-length', 0);
+  int('x-max-length-bytes', 0);
+  int('x-max-priority', 0, 255);
+  for (const k of ['x-dead-letter-exchange', 'x-dead-letter-routing-key']) {
+    const v = args[k];
+    if (v !== undefined && typeof v !== 'string') {
+      throw precondition(`invalid type '${argType(v)}' for arg '${k}' in queue '${queue}' in vhost '${vhost}'`);
+    }
+  }
+  if (args['x-dead-letter-routing-key'] !== undefined && args['x-dead-letter-exchange'] === undefined) {
+    fail('x-dead-letter-routing-key', 'routing_key_but_no_dlx_defined');
+  }
+  const overflow = args['x-overflow'];
+  if (overflow !== undefined && !(typeof overflow === 'string' && ['drop-head', 'reject-publish', 'reject-publish-dlx'].includes(overflow))) {
+    fail('x-overflow', 'invalid_overflow');
+  }
+  const type = args['x-queue-type'];
+  if (type !== undefined && !(typeof type === 'string' && ['classic', 'quorum', 'stream'].includes(type))) {
+    fail('x-queue-type', `"unsupported queue type '${String(type)}'"`);
+  }
+  const sac = args['x-single-active-consumer'];
+  if (sac !== undefined && typeof sac !== 'boolean') fail('x-single-active-consumer', `{unacceptable_type,${argType(sac)}}`);
 }

@@ -23,9 +23,10 @@
  * fields a feature needs are read, by skipping to them: readDeliveryMode, readPriority,
  * readExpiration, readHeaders. decodeProperties/encodeProperties are for everything else.
  */
-import { frameError } from './amqp-codec-error.js';
+import { AmqpCodecError, frameError } from './amqp-codec-error.js';
+import { ReplyCode } from './generated/constants.generated.js';
 import { decodeTable, encodeTable, tableSize, validateTable, type FieldTable } from './field-table.js';
-import { readStr, readU64, writeShortStr, writeU64 } from './primitives.js';
+import { readStrUnchecked, readU64, writeShortStr, writeU64 } from './primitives.js';
 
 export const BASIC_CLASS_ID = 60;
 
@@ -99,6 +100,11 @@ export function parseContentHeader(buf: Buffer, off: number, end: number, out: C
   if (end - off < CONTENT_HEADER_FIXED_SIZE + 2) throw frameError('content header too short');
   out.classId = (buf[off] << 8) | buf[off + 1];
   out.weight = (buf[off + 2] << 8) | buf[off + 3];
+  // RabbitMQ (rabbit_command_assembler) takes a header with a non-zero weight for some other
+  // frame: 505 UNEXPECTED_FRAME, against the basic.publish it was meant to follow.
+  if (out.weight !== 0) {
+    throw new AmqpCodecError(ReplyCode.UNEXPECTED_FRAME, 'UNEXPECTED_FRAME - expected content header for class 60, got non content header frame instead', 60, 40);
+  }
   out.bodySize = readU64(buf, off + 4);
   out.propsStart = off + CONTENT_HEADER_FIXED_SIZE;
   out.propsEnd = end;
@@ -185,7 +191,7 @@ export function readPriority(raw: Buffer, start = 0, end = raw.length): number |
 export function readExpiration(raw: Buffer, start = 0, end = raw.length): string | undefined {
   scan(raw, start, end, P_EXPIRATION);
   const p = at[P_EXPIRATION];
-  return p < 0 ? undefined : readStr(raw, p + 1, raw[p]);
+  return p < 0 ? undefined : readStrUnchecked(raw, p + 1, raw[p]);
 }
 
 export function readTimestamp(raw: Buffer, start = 0, end = raw.length): number | undefined {
@@ -222,7 +228,7 @@ export function decodeProperties(buf: Buffer, start: number, end: number, option
         out.timestamp = readU64(buf, p);
         break;
       default:
-        (out as Record<string, unknown>)[PROPERTY_NAMES[i]] = readStr(buf, p + 1, buf[p]);
+        (out as Record<string, unknown>)[PROPERTY_NAMES[i]] = readStrUnchecked(buf, p + 1, buf[p]);
     }
   }
   return out;

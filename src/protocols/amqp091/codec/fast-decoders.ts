@@ -13,7 +13,7 @@
  */
 import { malformed } from './amqp-codec-error.js';
 import type { BasicAck, BasicNack, BasicPublish, BasicReject } from './generated/methods.generated.js';
-import { readStr, readU64 } from './primitives.js';
+import { readStrUnchecked, readU64 } from './primitives.js';
 
 /** A one-entry cache from shortstr bytes to the string they decode to. */
 export class ShortStrCache {
@@ -28,7 +28,7 @@ export class ShortStrCache {
       while (i < len && buf[off + i] === b[i]) i++;
       if (i === len) return this.#str;
     }
-    const s = readStr(buf, off, len);
+    const s = readStrUnchecked(buf, off, len);
     buf.copy(this.#bytes, 0, off, off + len);
     this.#len = len;
     this.#str = s;

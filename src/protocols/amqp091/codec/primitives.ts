@@ -8,7 +8,8 @@
  * keeps the decoders monomorphic. Writers bound-check and throw RangeError rather than let a
  * typed-array store past the end be dropped silently.
  */
-import { AmqpCodecError } from './amqp-codec-error.js';
+import { isUtf8 } from 'node:buffer';
+import { AmqpCodecError, frameError } from './amqp-codec-error.js';
 import { decodeTable, type FieldTable } from './field-table.js';
 
 const TWO32 = 4294967296;
@@ -27,8 +28,23 @@ export function writeU64(buf: Buffer, off: number, v: number): number {
   return buf.writeUInt32BE(v - hi * TWO32, off);
 }
 
-/** Decodes `len` bytes at `off` as UTF-8 (names are UTF-8 in RabbitMQ; invalid bytes become U+FFFD). */
+/**
+ * Decodes a method's shortstr argument, which must be valid UTF-8: RabbitMQ closes the
+ * connection with 501 "FRAME_ERROR - Malformed UTF-8 in shortstr" for queue, exchange and
+ * consumer-tag names that are not (checked against RabbitMQ 3.10).
+ */
 export function readStr(buf: Buffer, off: number, len: number): string {
+  if (len === 0) return '';
+  if (!isUtf8(buf.subarray(off, off + len))) throw frameError('Malformed UTF-8 in shortstr');
+  return buf.toString('utf8', off, off + len);
+}
+
+/**
+ * Decodes `len` bytes at `off` as UTF-8 without checking them (invalid bytes become U+FFFD):
+ * for the fields RabbitMQ does not check either, basic.publish's names and content-header
+ * shortstrs.
+ */
+export function readStrUnchecked(buf: Buffer, off: number, len: number): string {
   return len === 0 ? '' : buf.toString('utf8', off, off + len);
 }
 

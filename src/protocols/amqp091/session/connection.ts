@@ -130,6 +130,10 @@ export class AmqpConnection {
   }
 
   #onFrame(buf: Buffer, f: FrameHeader): void {
+    // A method frame too short for its class and method ids: RabbitMQ's unknown_frame, 501.
+    if (f.type === FRAME_METHOD && f.payloadEnd - f.payloadStart < 4) {
+      throw connectionError(ReplyCode.FRAME_ERROR, `FRAME_ERROR - method frame of ${f.payloadEnd - f.payloadStart} bytes has no class and method id`);
+    }
     if (f.type === FRAME_HEARTBEAT) {
       if (f.channel !== 0) throw connectionError(ReplyCode.UNEXPECTED_FRAME, `UNEXPECTED_FRAME - heartbeat frame on channel ${f.channel}`);
       return;
@@ -275,6 +279,11 @@ export class AmqpConnection {
       case 'connection.unblocked':
         return;
       default:
+        if (m.classId !== 10 && this.#state === State.Open) {
+          // RabbitMQ 3.10: a channel-class method on channel 0 is a 504, naming the method.
+          const e = connectionError(ReplyCode.CHANNEL_ERROR, 'CHANNEL_ERROR - unexpected method in connection state running');
+          throw Object.assign(e, { classId: m.classId, methodId: m.methodId });
+        }
         if (m.classId !== 10) throw connectionError(ReplyCode.COMMAND_INVALID, `COMMAND_INVALID - ${m.name} on channel 0`);
         throw this.#unexpected(m);
     }

@@ -72,6 +72,7 @@ const CASES: Array<[string, () => Buffer, Expect]> = [
   ['queue.declare with a queue name that is not UTF-8', () => queueDeclare(Buffer.from([0x66, 0xff, 0xfe])), { scope: 'connection', code: 501, classId: 0, methodId: 0, text: /Malformed UTF-8 in shortstr/ }],
   ['exchange.declare with a name that is not UTF-8', () => exchangeDeclare(Buffer.from([0x65, 0xff])), { scope: 'connection', code: 501, classId: 0, methodId: 0, text: /Malformed UTF-8 in shortstr/ }],
   ['queue.declare on channel 0', () => queueDeclare('c0', table({}), 0), { scope: 'connection', code: 504, classId: 50, methodId: 10 }],
+  ['publish with delivery-mode 7', () => publishWithHeader(contentHeader(0, Buffer.from([0x10, 0x00, 7]))), { scope: 'channel', code: 406, classId: 60, methodId: 40, text: /delivery_mode_unknown,7/ }],
   ['content header with a non-zero weight', () => publishWithHeader(contentHeader(5, u16(0))), { scope: 'connection', code: 505, classId: 60, methodId: 40 }],
   ['x-max-priority of the wrong type', () => queueDeclare('a1', table({ 'x-max-priority': 'ten' })), { scope: 'channel', code: 406, classId: 50, methodId: 10, text: /expected integer, got longstr/ }],
   ['x-max-priority above 255', () => queueDeclare('a2', table({ 'x-max-priority': 256 })), { scope: 'channel', code: 406, classId: 50, methodId: 10, text: /max_value_exceeded/ }],

@@ -96,12 +96,17 @@ export class ChannelPublisher {
       else if (mandatory) this.#sendReturn(ReplyCode.NO_ROUTE, 'NO_ROUTE', exchange, routingKey, props, body);
       return false;
     }
+    const mode = readDeliveryMode(props);
+    if (mode !== undefined && mode !== 1 && mode !== 2) {
+      // RabbitMQ 3.10 refuses other delivery modes on the channel (checked against it).
+      throw channelError(ReplyCode.PRECONDITION_FAILED, `PRECONDITION_FAILED - invalid message: {delivery_mode_unknown,${mode}}`);
+    }
     const r = conn.broker.publish(conn.user, conn.vhost, {
       exchange,
       routingKey,
       props,
       body,
-      persistent: readDeliveryMode(props) === 2,
+      persistent: mode === 2,
       headers: () => readHeaders(props) as Record<string, unknown> | undefined,
     });
     if (r.routed === 0 && mandatory) this.#sendReturn(ReplyCode.NO_ROUTE, 'NO_ROUTE', exchange, routingKey, props, body);

@@ -499,32 +499,42 @@ export class Broker {
     return { routed, needsFlush };
   }
 
-  #routeSet = new Set<DestinationKey>();
+  // Reused across publishes so routing allocates nothing per message. Safe because publish() is
+  // synchronous and consumes the result before it returns.
+  readonly #routeOut = new Set<DestinationKey>();
+  readonly #routeFound = new Set<DestinationKey>();
+  readonly #routeSeen = new Set<Exchange>();
+  readonly #routePending: Exchange[] = [];
 
   #route(vh: Vhost, ex: Exchange, input: PublishInput): Set<DestinationKey> {
-    const out = new Set<DestinationKey>();
-    const seen = this.#routeSet;
+    const out = this.#routeOut;
+    const found = this.#routeFound;
+    const seen = this.#routeSeen;
+    const pending = this.#routePending;
+    out.clear();
     seen.clear();
-    const pending: Exchange[] = [ex];
-    seen.add(`e:${ex.name}`);
-    // Exchange-to-exchange bindings: follow them breadth-first, each exchange once (loop-safe).
+    seen.add(ex);
+    pending.push(ex);
+    // Exchange-to-exchange bindings and alternate exchanges: each exchange is visited once (loop-safe).
     while (pending.length > 0) {
       const e = pending.pop()!;
-      const found = new Set<DestinationKey>();
+      found.clear();
       e.route(input.routingKey, input.headers, found);
       if (found.size === 0 && e.def.args['alternate-exchange'] !== undefined) {
         const ae = vh.exchanges.get(String(e.def.args['alternate-exchange']));
-        if (ae !== undefined && !seen.has(`e:${ae.name}`)) {
-          seen.add(`e:${ae.name}`);
+        if (ae !== undefined && !seen.has(ae)) {
+          seen.add(ae);
           pending.push(ae);
         }
       }
       for (const k of found) {
         if (k.charCodeAt(0) === 113 /* q */) out.add(k);
-        else if (!seen.has(k)) {
-          seen.add(k);
+        else {
           const next = vh.exchanges.get(k.slice(2));
-          if (next !== undefined) pending.push(next);
+          if (next !== undefined && !seen.has(next)) {
+            seen.add(next);
+            pending.push(next);
+          }
         }
       }
     }

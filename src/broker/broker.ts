@@ -5,19 +5,39 @@
  */
 import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
-import { FileMetaStore, Storage, type MetaStore, type StorageOptions, type StorageRecoveryReport } from '../storage/mod.js';
+import {
+  FileMetaStore,
+  FileScheduleStore,
+  PriorityQueueStore,
+  Storage,
+  type MetaStore,
+  type QueueStore,
+  type ScheduledEntry,
+  type StorageOptions,
+  type StorageRecoveryReport,
+  type StoredMessage,
+} from '../storage/mod.js';
 import { BrokerError, accessRefused, notFound, precondition, resourceLocked } from './errors.js';
-import { Exchange, EXCHANGE_TYPES, bindingId, type BindingDefinition, type DestinationKey, type ExchangeDefinition, type ExchangeType } from './exchange/exchange.js';
+import { Exchange, EXCHANGE_TYPES, bindingId, type BindingDefinition, type DestinationKey, type ExchangeDefinition, type ExchangeType, type RoutableMessage } from './exchange/exchange.js';
 import { argsEqual, toJsonSafe } from './json-args.js';
-import { encodeStoredMessage, MessageFlags } from './message.js';
+import type { DeathReason, MessageFormat } from './message-format.js';
+import { encodeStoredMessage, MessageFlags, StoredMessageView, storedBodySize, withStoredProps } from './message.js';
+import { Policies, type PolicyDefinition } from './policy/policy.js';
 import type { Consumer, ConsumerSink } from './queue/consumer.js';
-import { Queue, type QueueDefinition } from './queue/queue.js';
+import { argType, checkQueueArgs, fmtArg } from './queue/queue-args.js';
+import { resolveQueueSettings } from './queue/queue-settings.js';
+import { NotEnqueued, Queue, type QueueDefinition, type QueueServices } from './queue/queue.js';
+import { ScheduleRunner } from './schedule/schedule-runner.js';
+import { decodeWork, delayGroup, encodeEnqueue, encodeExpire, encodeRoute, EXPIRY_GROUP, retryGroup } from './schedule/scheduled-work.js';
 import { checkPassword, hashPassword, permits, type PermissionRecord, type UserRecord } from './users.js';
 import { Vhost } from './vhost/vhost.js';
-import type { StoredMessage } from '../storage/mod.js';
 
 export interface BrokerOptions {
   dataDir: string;
+  /** How message properties are read and amended (the AMQP front-end provides it). */
+  format: MessageFormat;
+  /** RabbitMQ-style policies (from the config file). */
+  policies?: Array<Partial<PolicyDefinition> & Record<string, unknown>>;
   storage?: StorageOptions;
   /** Created when no user exists yet (RabbitMQ's guest/guest). */
   defaultUser?: { name: string; password: string };
@@ -54,15 +74,44 @@ export interface PublishInput {
   props: Buffer;
   body: Buffer;
   persistent: boolean;
-  /** Decodes the message headers; called only when a headers exchange needs them. */
-  headers: () => Record<string, unknown> | undefined;
 }
 
 export interface PublishResult {
-  /** Queues the message went to. */
+  /** Queues the message went to (a delayed message counts as routed). */
   routed: number;
   /** Whether the confirm must wait for Broker.flushed() (persistent message in a durable queue). */
   needsFlush: boolean;
+  /** A queue refused it (x-overflow reject-publish): the confirm is a nack. */
+  rejected: boolean;
+}
+
+/** The message being routed; reused across publishes, headers decoded at most once. */
+class Routable implements RoutableMessage {
+  routingKey = '';
+  props: Buffer = Buffer.alloc(0);
+  #format: MessageFormat;
+  #headers: Record<string, unknown> | undefined = undefined;
+  #decoded = false;
+  constructor(format: MessageFormat) {
+    this.#format = format;
+  }
+  reset(routingKey: string, props: Buffer): this {
+    this.routingKey = routingKey;
+    this.props = props;
+    this.#decoded = false;
+    this.#headers = undefined;
+    return this;
+  }
+  headers(): Record<string, unknown> | undefined {
+    if (!this.#decoded) {
+      this.#headers = this.#format.headers(this.props);
+      this.#decoded = true;
+    }
+    return this.#headers;
+  }
+  property(name: string): unknown {
+    return this.#format.property(this.props, name);
+  }
 }
 
 export interface ConsumeInput {
@@ -77,34 +126,64 @@ export interface ConsumeInput {
 }
 
 const qkey = (vhost: string, name: string): string => `${vhost}\u0000${name}`;
+/** The level logs of a priority queue are "<logName>#p<level>". */
+const PRIORITY_LEVEL_SUFFIX = /#p\d+$/;
 
 export class Broker {
   readonly storage: Storage;
   readonly meta: MetaStore;
   readonly recovery: StorageRecoveryReport;
+  readonly format: MessageFormat;
+  readonly policies = new Policies();
   readonly #vhosts = new Map<string, Vhost>();
   readonly #loopbackUsers: Set<string>;
+  /** Queues by their incarnation id (store log name), for schedule entries. */
+  readonly #queuesById = new Map<string, Queue>();
+  readonly #services: QueueServices;
+  readonly #routable: Routable;
+  #delays!: ScheduleRunner;
+  #expiry!: ScheduleRunner;
   #nextConnectionId = 1;
   #closed = false;
+  /** Where errors nobody awaits go (a failed scheduled delivery); the server sets a logger. */
+  onError: (err: unknown, what: string) => void = () => undefined;
 
   private constructor(storage: Storage, meta: MetaStore, recovery: StorageRecoveryReport, opts: BrokerOptions) {
     this.storage = storage;
     this.meta = meta;
     this.recovery = recovery;
+    this.format = opts.format;
+    this.#routable = new Routable(opts.format);
     this.#loopbackUsers = new Set(opts.loopbackUsers ?? ['guest']);
+    this.policies.set((opts.policies ?? []).map((p) => Policies.normalise(p)));
+    this.#services = {
+      format: opts.format,
+      now: Date.now,
+      deadLetter: (q, payload, flags, reason) => this.#deadLetter(q, payload, flags, reason),
+      retry: (q, payload, flags, attempt, delayMs) => this.#retry(q, payload, flags, attempt, delayMs),
+      expired: (q) => void this.#deleteQueue(this.#vhosts.get(q.def.vhost)!, q).catch((e: unknown) => this.onError(e, 'queue expiry')),
+      unused: (q) => void this.#deleteQueue(this.#vhosts.get(q.def.vhost)!, q).catch((e: unknown) => this.onError(e, 'auto-delete')),
+    };
   }
 
   static async open(opts: BrokerOptions): Promise<Broker> {
     const { storage, report } = await Storage.open(join(opts.dataDir, 'storage'), opts.storage);
     let meta: MetaStore;
+    let b: Broker;
     try {
       meta = (await FileMetaStore.open(join(opts.dataDir, 'definitions'))).store;
     } catch (e) {
       await storage.close();
       throw e;
     }
-    const b = new Broker(storage, meta, report, opts);
-    await b.#load(opts);
+    try {
+      b = new Broker(storage, meta, report, opts);
+      await b.#load(opts);
+    } catch (e) {
+      await meta.close().catch(() => undefined);
+      await storage.close().catch(() => undefined);
+      throw e;
+    }
     return b;
   }
 
@@ -141,15 +220,49 @@ export class Broker {
     }
     // Logs of non-durable queues (and of queues deleted mid-way) do not outlive the broker.
     for (const name of this.storage.logNames()) {
-      if (name.startsWith('queue/') && !keep.has(name)) await this.storage.deleteLog(name);
+      if (name.startsWith('queue/') && !keep.has(name.replace(PRIORITY_LEVEL_SUFFIX, ''))) await this.storage.deleteLog(name);
     }
+    // Delays and retries must survive kill -9 ('fsync'); expiry entries only save a wait for the
+    // head, so the page cache is enough for them.
+    const delays = await FileScheduleStore.open(this.storage, 'delays', { durability: 'fsync' });
+    const expiry = await FileScheduleStore.open(this.storage, 'expiry', { durability: 'os' });
+    this.#delays = new ScheduleRunner(delays.store, (e) => this.#fireDelay(e));
+    this.#expiry = new ScheduleRunner(expiry.store, (e) => this.#fireExpiry(e));
+    this.#delays.onError = (e) => this.onError(e, 'delayed delivery');
+    this.#expiry.onError = (e) => this.onError(e, 'message expiry');
+    this.#delays.start();
+    this.#expiry.start();
   }
 
   async #openQueue(def: StoredQueueDef, owner: number | null): Promise<Queue> {
-    const { store } = await this.storage.openQueue(def.logName, { durability: def.durable ? 'fsync' : 'none' });
-    const q = new Queue(def, store, owner, this.storage.getLog(def.logName)!.nextOffset);
-    q.onUnused = (queue) => void this.#deleteQueue(this.#vhosts.get(queue.def.vhost)!, queue).catch(() => undefined);
+    const durability = def.durable ? 'fsync' : 'none';
+    const settings = resolveQueueSettings(def.args, this.policies.match(def.vhost, 'queues', def.name));
+    let store: QueueStore;
+    let recoveredBelow: number[];
+    if (settings.maxPriority !== undefined && settings.maxPriority > 0) {
+      // One store per level (priority-queue-store.ts); level logs are "<logName>#p<level>".
+      const levels: QueueStore[] = [];
+      recoveredBelow = [];
+      for (let i = 0; i <= settings.maxPriority; i++) {
+        const name = `${def.logName}#p${i}`;
+        levels.push((await this.storage.openQueue(name, { durability })).store);
+        recoveredBelow.push(this.storage.getLog(name)!.nextOffset);
+      }
+      store = new PriorityQueueStore(def.logName, levels);
+    } else {
+      store = (await this.storage.openQueue(def.logName, { durability })).store;
+      recoveredBelow = [this.storage.getLog(def.logName)!.nextOffset];
+    }
+    const q = new Queue(def, def.logName, store, settings, this.#services, owner, recoveredBelow);
+    await q.recover();
+    this.#queuesById.set(q.id, q);
     return q;
+  }
+
+  async #deleteQueueLogs(logName: string): Promise<void> {
+    for (const name of this.storage.logNames()) {
+      if (name === logName || name.startsWith(`${logName}#p`)) await this.storage.deleteLog(name);
+    }
   }
 
   // ---- users and access
@@ -228,6 +341,13 @@ export class Broker {
     }
     if (!(EXCHANGE_TYPES as readonly string[]).includes(input.type)) {
       throw new BrokerError('command-invalid', `COMMAND_INVALID - unknown exchange type '${input.type}'`, 'connection');
+    }
+    if (input.type === 'x-delayed-message') {
+      const inner = input.args?.['x-delayed-type'];
+      const innerType = typeof inner === 'string' ? inner : Buffer.isBuffer(inner) ? inner.toString('utf8') : undefined;
+      if (innerType === undefined || innerType === 'x-delayed-message' || !(EXCHANGE_TYPES as readonly string[]).includes(innerType)) {
+        throw precondition(`Invalid argument, 'x-delayed-type' must be an existing exchange type`);
+      }
     }
     if (input.name.startsWith('amq.') || input.name === '') {
       if (existing !== undefined && existing.def.type === input.type && input.durable === existing.def.durable) return;
@@ -385,14 +505,17 @@ export class Broker {
           throw precondition(`inequivalent arg '${k}' for queue '${name}' in vhost '${vhost}': received ${fmtArg(def.args[k])} but current is ${fmtArg(d.args[k])}`);
         }
       }
+      existing.touch();
       return { name, messageCount: existing.messageCount, consumerCount: existing.consumerCount };
     }
     const q = await this.#openQueue(def, def.exclusive ? connectionId : null);
     // A concurrent declare of the same name may have won while the log was being created.
     const raced = vh.queues.get(name);
     if (raced !== undefined) {
+      q.markDeleted();
+      this.#queuesById.delete(q.id);
       await q.store.close();
-      await this.storage.deleteLog(def.logName);
+      await this.#deleteQueueLogs(def.logName);
       return { name, messageCount: raced.messageCount, consumerCount: raced.consumerCount };
     }
     vh.queues.set(name, q);
@@ -408,8 +531,10 @@ export class Broker {
           vh.queues.delete(name);
           vh.exchanges.get('')!.unbind(defaultBinding);
         }
+        q.markDeleted();
+        this.#queuesById.delete(q.id);
         // Not awaited: closing may wait on a flush the full disk cannot take.
-        void q.store.close().then(() => this.storage.deleteLog(def.logName)).catch(() => undefined);
+        void q.store.close().then(() => this.#deleteQueueLogs(def.logName)).catch(() => undefined);
         throw err;
       }
     }
@@ -452,15 +577,16 @@ export class Broker {
     const work: Promise<void>[] = [];
     for (const b of this.#bindingsTo(vh, 'queue', q.name)) work.push(this.#unbindRaw(vh, b));
     if (q.def.durable) work.push(this.meta.delete('queue', qkey(vh.name, q.name)));
+    this.#queuesById.delete(q.id);
     await Promise.all(work);
     await q.store.close();
-    await this.storage.deleteLog((q.def as StoredQueueDef).logName);
+    await this.#deleteQueueLogs((q.def as StoredQueueDef).logName);
     return count;
   }
 
   purgeQueue(user: string, vhost: string, name: string, connectionId: number): number {
     const q = this.queue(user, vhost, name, connectionId, 'read');
-    return q.store.purge();
+    return q.purge();
   }
 
   /** Deletes the exclusive queues a closing connection owned. */
@@ -481,32 +607,64 @@ export class Broker {
     if (ex === undefined) throw notFound(`exchange '${input.exchange}' in vhost '${vhost}'`);
     if (ex.def.internal) throw accessRefused(`cannot publish to internal exchange '${input.exchange}' in vhost '${vhost}'`);
     this.#check(user, vhost, 'write', 'exchange', input.exchange);
-    const dests = this.#route(vh, ex, input);
-    if (dests.size === 0) return { routed: 0, needsFlush: false };
-    const payload = encodeStoredMessage(input.exchange, input.routingKey, input.props, input.body);
     const flags = input.persistent ? MessageFlags.PERSISTENT : 0;
+    const msg = this.#routable.reset(input.routingKey, input.props);
+    if ((ex.def.type as string) === 'x-delayed-message') {
+      const delay = Number(this.format.header(input.props, 'x-delay') ?? 0);
+      if (delay > 0) {
+        const payload = encodeStoredMessage(input.exchange, input.routingKey, input.props, input.body);
+        this.#delays.add(Date.now() + delay, delayGroup(vhost, input.exchange), encodeRoute(flags, vhost, payload));
+        return { routed: 1, needsFlush: input.persistent, rejected: false };
+      }
+    }
+    const dests = this.#route(vh, ex, msg);
+    if (dests.size === 0) return { routed: 0, needsFlush: false, rejected: false };
+    const payload = encodeStoredMessage(input.exchange, input.routingKey, input.props, input.body);
+    return this.#deliverTo(vh, dests, payload, input.props, input.body.length, flags);
+  }
+
+  /** Stores a routed message in each destination queue. */
+  #deliverTo(vh: Vhost, dests: Set<DestinationKey>, payload: Buffer, props: Buffer, bodySize: number, flags: number): PublishResult {
     const now = Date.now();
+    // Per-message TTL: RabbitMQ's rules (rabbit_basic:parse_expiration); refused with 406.
+    let expiresIn = -1;
+    const exp = this.format.expiration(props);
+    if (exp !== undefined) {
+      if (!/^\d+$/.test(exp)) throw precondition(`invalid expiration '${exp}': {invalid_expiration,${exp}}`);
+      expiresIn = Number(exp);
+      flags |= MessageFlags.EXPIRES;
+    }
+    let priority = -1;
     let routed = 0;
     let needsFlush = false;
+    let rejected = false;
+    const persistent = (flags & MessageFlags.PERSISTENT) !== 0;
     for (const key of dests) {
       const q = vh.queues.get(key.slice(2));
       if (q === undefined) continue;
-      q.store.enqueue(payload, now, flags);
+      if (priority < 0) priority = q.settings.maxPriority !== undefined ? (this.format.priority(props) ?? 0) : 0;
+      const ref = q.enqueue(payload, bodySize, now, flags, priority);
       routed++;
-      if (input.persistent && q.def.durable) needsFlush = true;
-      q.dispatch();
+      if (ref < 0) {
+        if (ref === NotEnqueued.REJECTED) rejected = true;
+        continue;
+      }
+      if (persistent && q.def.durable) needsFlush = true;
+      if (expiresIn >= 0 && (q.settings.messageTtl === undefined || expiresIn < q.settings.messageTtl)) {
+        this.#expiry.add(now + expiresIn, EXPIRY_GROUP, encodeExpire(q.id, ref));
+      }
     }
-    return { routed, needsFlush };
+    return { routed, needsFlush, rejected };
   }
 
-  // Reused across publishes so routing allocates nothing per message. Safe because publish() is
-  // synchronous and consumes the result before it returns.
+  // Reused across publishes so routing allocates nothing per message. Safe because #route's
+  // result is consumed before anything can route again (dead-lettering copies it first).
   readonly #routeOut = new Set<DestinationKey>();
   readonly #routeFound = new Set<DestinationKey>();
   readonly #routeSeen = new Set<Exchange>();
   readonly #routePending: Exchange[] = [];
 
-  #route(vh: Vhost, ex: Exchange, input: PublishInput): Set<DestinationKey> {
+  #route(vh: Vhost, ex: Exchange, msg: RoutableMessage): Set<DestinationKey> {
     const out = this.#routeOut;
     const found = this.#routeFound;
     const seen = this.#routeSeen;
@@ -519,7 +677,7 @@ export class Broker {
     while (pending.length > 0) {
       const e = pending.pop()!;
       found.clear();
-      e.route(input.routingKey, input.headers, found);
+      e.route(msg, found);
       if (found.size === 0 && e.def.args['alternate-exchange'] !== undefined) {
         const ae = vh.exchanges.get(String(e.def.args['alternate-exchange']));
         if (ae !== undefined && !seen.has(ae)) {
@@ -537,6 +695,93 @@ export class Broker {
           }
         }
       }
+    }
+    return out;
+  }
+
+  // ---- dead-lettering, retries, delays, expiry
+
+  /**
+   * Republishes a message that left `q` unconsumed to the queue's dead-letter exchange, with
+   * x-death updated (rabbit_dead_letter). At most once, as in RabbitMQ: no confirm covers it.
+   * A cycle with no rejection in it (expired → same queue) drops the message for that queue.
+   */
+  #deadLetter(q: Queue, payload: Buffer, flags: number, reason: DeathReason): void {
+    const dlx = q.settings.deadLetterExchange;
+    if (dlx === undefined) return;
+    const vh = this.#vhosts.get(q.def.vhost);
+    const ex = vh?.exchanges.get(dlx);
+    if (vh === undefined || ex === undefined) return; // RabbitMQ drops it too
+    const v = new StoredMessageView().parse(payload);
+    const routingKey = q.settings.deadLetterRoutingKey ?? v.routingKey;
+    const props = this.format.deadLettered(v.props, { queue: q.name, reason, exchange: v.exchange, routingKeys: [v.routingKey], time: Date.now() });
+    const dests = new Set(this.#route(vh, ex, new Routable(this.format).reset(routingKey, props)));
+    if (reason !== 'rejected') {
+      const deaths = this.format.deaths(props);
+      for (const key of [...dests]) if (isCycle(key.slice(2), deaths)) dests.delete(key);
+    }
+    if (dests.size === 0) return;
+    const body = v.body;
+    const out = encodeStoredMessage(dlx, routingKey, props, body);
+    try {
+      this.#deliverTo(vh, dests, out, props, body.length, flags & MessageFlags.PERSISTENT);
+    } catch (err) {
+      this.onError(err, 'dead-lettering');
+    }
+  }
+
+  /** x-retry-delays: the message comes back to `q` after `delayMs`, counting the attempt in x-retry-count. */
+  #retry(q: Queue, payload: Buffer, flags: number, attempt: number, delayMs: number): void {
+    const props = new StoredMessageView().parse(payload).props;
+    const again = withStoredProps(payload, this.format.withIntHeader(props, 'x-retry-count', attempt));
+    this.#delays.add(Date.now() + delayMs, retryGroup(q.def.vhost, q.name), encodeEnqueue(flags & MessageFlags.PERSISTENT, q.def.vhost, q.name, again));
+  }
+
+  #fireDelay(e: ScheduledEntry): void {
+    const w = decodeWork(e.payload);
+    if (w === null || w.kind === 3) return;
+    const vh = this.#vhosts.get(w.vhost);
+    if (vh === undefined) return;
+    const v = new StoredMessageView().parse(w.message);
+    const props = v.props;
+    if (w.kind === 1) {
+      const ex = vh.exchanges.get(v.exchange);
+      if (ex === undefined) return; // deleted while the message waited: dropped, as the plugin does
+      const dests = this.#route(vh, ex, this.#routable.reset(v.routingKey, props));
+      if (dests.size > 0) this.#deliverTo(vh, dests, w.message, props, v.bodySize, w.flags);
+      return;
+    }
+    const q = vh.queues.get(w.queue);
+    if (q === undefined) return;
+    const ref = q.enqueue(w.message, v.bodySize, Date.now(), w.flags, q.settings.maxPriority !== undefined ? (this.format.priority(props) ?? 0) : 0);
+    void ref;
+  }
+
+  #fireExpiry(e: ScheduledEntry): void {
+    const w = decodeWork(e.payload);
+    if (w === null || w.kind !== 3) return;
+    this.#queuesById.get(w.queueId)?.expireRef(w.ref);
+  }
+
+  /** Pending delayed messages per exchange of `vhost` (x-delayed-message). */
+  delayedCounts(vhost: string): Map<string, number> {
+    const out = new Map<string, number>();
+    const prefix = delayGroup(vhost, '');
+    for (const [group, n] of this.#delays.store.groupCounts()) {
+      if (group.startsWith(prefix)) out.set(group.slice(prefix.length), n);
+    }
+    return out;
+  }
+
+  /** Pending delayed messages of one exchange, in due order (browsing). */
+  async browseDelayed(vhost: string, exchange: string, limit = 100): Promise<Array<{ dueAt: number; routingKey: string; body: Buffer; props: Buffer }>> {
+    const entries = await this.#delays.store.browse({ group: delayGroup(vhost, exchange), limit });
+    const out: Array<{ dueAt: number; routingKey: string; body: Buffer; props: Buffer }> = [];
+    for (const e of entries) {
+      const w = decodeWork(e.payload);
+      if (w === null || w.kind !== 1) continue;
+      const v = new StoredMessageView().parse(w.message);
+      out.push({ dueAt: e.dueAt, routingKey: v.routingKey, body: v.body, props: v.props });
     }
     return out;
   }
@@ -568,6 +813,11 @@ export class Broker {
     c.queue.removeConsumer(c);
   }
 
+  /** Applies config-file policies again (queues pick them up when they next open). */
+  setPolicies(defs: Array<Partial<PolicyDefinition> & Record<string, unknown>>): void {
+    this.policies.set(defs.map((p) => Policies.normalise(p)));
+  }
+
   async get(user: string, vhost: string, queue: string, connectionId: number): Promise<{ queue: Queue; msg: StoredMessage } | null> {
     const q = this.queue(user, vhost, queue, connectionId, 'read');
     const msg = await q.get();
@@ -577,68 +827,28 @@ export class Broker {
   async close(): Promise<void> {
     if (this.#closed) return;
     this.#closed = true;
-    for (const vh of this.#vhosts.values()) for (const q of vh.queues.values()) await q.store.close();
+    await this.#delays?.close();
+    await this.#expiry?.close();
+    for (const vh of this.#vhosts.values()) {
+      for (const q of vh.queues.values()) {
+        q.markDeleted();
+        await q.store.close();
+      }
+    }
     await this.meta.close();
     await this.storage.close();
   }
 }
 
-function fmtArg(v: unknown): string {
-  return v === undefined ? 'none' : `the value '${JSON.stringify(v)}'`;
-}
-
-/** RabbitMQ's name for the field-table type a decoded argument value came in as. */
-function argType(v: unknown): string {
-  if (typeof v === 'string') return 'longstr';
-  if (typeof v === 'boolean') return 'bool';
-  if (typeof v === 'bigint') return 'long';
-  if (typeof v === 'number') return !Number.isInteger(v) ? 'double' : v >= -2147483648 && v <= 2147483647 ? 'signedint' : 'long';
-  if (Buffer.isBuffer(v)) return 'binary';
-  if (Array.isArray(v)) return 'array';
-  if (v === null) return 'void';
-  return typeof v === 'object' ? 'table' : typeof v;
-}
 
 /**
- * The queue.declare argument checks RabbitMQ 3.10 makes (rabbit_amqqueue:declare_args), with
- * its reply texts: each failure is 406 PRECONDITION_FAILED on the channel. Unknown x- arguments
- * are accepted, as there.
+ * rabbit_dead_letter:is_cycle: the target queue is in the x-death history and every death
+ * since it (and that one) was automatic, not a rejection.
  */
-function checkQueueArgs(args: Record<string, unknown>, queue: string, vhost: string): void {
-  const fail = (k: string, why: string): never => {
-    throw precondition(`invalid arg '${k}' for queue '${queue}' in vhost '${vhost}': ${why}`);
-  };
-  const int = (k: string, min: 0 | 1, max?: number): void => {
-    const v = args[k];
-    if (v === undefined) return;
-    if (typeof v !== 'bigint' && !(typeof v === 'number' && Number.isInteger(v))) fail(k, `"expected integer, got ${argType(v)}"`);
-    const n = Number(v);
-    if (n < 0) fail(k, `{value_negative,${n}}`);
-    if (n === 0 && min === 1) fail(k, `{value_zero,${n}}`);
-    if (max !== undefined && n > max) fail(k, `{max_value_exceeded,${n}}`);
-  };
-  int('x-expires', 1);
-  int('x-message-ttl', 0);
-  int('x-max-length', 0);
-  int('x-max-length-bytes', 0);
-  int('x-max-priority', 0, 255);
-  for (const k of ['x-dead-letter-exchange', 'x-dead-letter-routing-key']) {
-    const v = args[k];
-    if (v !== undefined && typeof v !== 'string') {
-      throw precondition(`invalid type '${argType(v)}' for arg '${k}' in queue '${queue}' in vhost '${vhost}'`);
-    }
+function isCycle(queue: string, deaths: Array<{ queue: string; reason: string }>): boolean {
+  for (const d of deaths) {
+    if (d.reason === 'rejected') return false;
+    if (d.queue === queue) return true;
   }
-  if (args['x-dead-letter-routing-key'] !== undefined && args['x-dead-letter-exchange'] === undefined) {
-    fail('x-dead-letter-routing-key', 'routing_key_but_no_dlx_defined');
-  }
-  const overflow = args['x-overflow'];
-  if (overflow !== undefined && !(typeof overflow === 'string' && ['drop-head', 'reject-publish', 'reject-publish-dlx'].includes(overflow))) {
-    fail('x-overflow', 'invalid_overflow');
-  }
-  const type = args['x-queue-type'];
-  if (type !== undefined && !(typeof type === 'string' && ['classic', 'quorum', 'stream'].includes(type))) {
-    fail('x-queue-type', `"unsupported queue type '${String(type)}'"`);
-  }
-  const sac = args['x-single-active-consumer'];
-  if (sac !== undefined && typeof sac !== 'boolean') fail('x-single-active-consumer', `{unacceptable_type,${argType(sac)}}`);
+  return false;
 }

@@ -8,6 +8,8 @@
 
 export const MessageFlags = {
   PERSISTENT: 1,
+  /** The message has a per-message TTL (its expiration property); checked when it is taken. */
+  EXPIRES: 2,
 } as const;
 
 export function encodeStoredMessage(exchange: string, routingKey: string, props: Buffer, body: Buffer): Buffer {
@@ -25,6 +27,20 @@ export function encodeStoredMessage(exchange: string, routingKey: string, props:
   p += props.length;
   body.copy(buf, p);
   return buf;
+}
+
+/** The same stored message with other property bytes (dead-lettering, delivery counts). */
+export function withStoredProps(payload: Buffer, props: Buffer): Buffer {
+  const v = new StoredMessageView().parse(payload);
+  return encodeStoredMessage(v.exchange, v.routingKey, props, v.body);
+}
+
+/** Body bytes of a stored message, without parsing more than its header. */
+export function storedBodySize(payload: Buffer): number {
+  const exLen = payload[0]!;
+  const rkLen = payload[1 + exLen]!;
+  const at = 2 + exLen + rkLen;
+  return payload.length - at - 4 - payload.readUInt32BE(at);
 }
 
 /** Offsets into a stored message, filled in place to avoid an object per delivery. */

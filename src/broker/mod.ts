@@ -4,5 +4,7 @@ export { BrokerError, type BrokerErrorKind, type BrokerErrorScope } from './erro
 export type { Consumer, ConsumerSink } from './queue/consumer.js';
 export { Queue, type QueueDefinition } from './queue/queue.js';
 export type { BindingDefinition, ExchangeDefinition } from './exchange/exchange.js';
-export { StoredMessageView, MessageFlags } from './message.js';
+export { StoredMessageView, MessageFlags, storedBodySize } from './message.js';
+export type { MessageFormat, DeathEvent, DeathReason } from './message-format.js';
+export type { PolicyDefinition } from './policy/policy.js';
 export type { StoredMessage } from '../storage/mod.js';

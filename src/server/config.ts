@@ -13,6 +13,8 @@ export interface SluiceConfig {
   heartbeat: number;
   maxMessageSize: number;
   logLevel: string;
+  /** RabbitMQ-style policies: { vhost, name, pattern, 'apply-to', priority, definition }. */
+  policies: Array<Record<string, unknown>>;
 }
 
 export const DEFAULT_CONFIG: SluiceConfig = {
@@ -24,6 +26,7 @@ export const DEFAULT_CONFIG: SluiceConfig = {
   heartbeat: 60,
   maxMessageSize: 128 * 1024 * 1024,
   logLevel: 'info',
+  policies: [],
 };
 
 /** Environment variable for each setting: SLUICE_DATA_DIR, SLUICE_AMQP_PORT, ... */
@@ -32,6 +35,11 @@ export function envName(key: keyof SluiceConfig): string {
 }
 
 function coerce(key: keyof SluiceConfig, raw: unknown): unknown {
+  if (key === 'policies') {
+    const v = typeof raw === 'string' ? (JSON.parse(raw) as unknown) : raw;
+    if (!Array.isArray(v)) throw new Error(`invalid value for policies: expected an array`);
+    return v;
+  }
   const t = typeof DEFAULT_CONFIG[key];
   if (t === 'number') {
     const n = Number(raw);

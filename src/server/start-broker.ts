@@ -5,7 +5,7 @@
 import { mkdirSync } from 'node:fs';
 import pino from 'pino';
 import { Broker } from '../broker/mod.js';
-import { AmqpServer } from '../protocols/amqp091/mod.js';
+import { AmqpServer, amqpMessageFormat } from '../protocols/amqp091/mod.js';
 import { DEFAULT_CONFIG, type SluiceConfig } from './config.js';
 
 export interface StartedBroker {
@@ -21,7 +21,8 @@ export async function startBroker(options: Partial<SluiceConfig> & { quiet?: boo
   const cfg: SluiceConfig = { ...DEFAULT_CONFIG, ...options };
   const log = pino({ level: options.quiet ? 'silent' : cfg.logLevel });
   mkdirSync(cfg.dataDir, { recursive: true });
-  const broker = await Broker.open({ dataDir: cfg.dataDir });
+  const broker = await Broker.open({ dataDir: cfg.dataDir, format: amqpMessageFormat, policies: cfg.policies });
+  broker.onError = (err, what) => log.error({ err }, `${what} failed`);
   const rec = broker.recovery;
   if (!rec.clean) log.warn({ recovery: rec }, 'recovered after an unclean shutdown');
   const amqp = new AmqpServer(broker, {

@@ -7,6 +7,7 @@ export { SegmentLog, type LogOptions, type LogRecord, type LogRecoveryReport, ty
 export { RecordType } from './log/record.js';
 export type { QueueStore, StoredMessage, QueueStoreStats } from './queue-store/queue-store.js';
 export { FileQueueStore, type QueueStoreOptions, type QueueRecoveryReport } from './queue-store/file-queue-store.js';
+export { PriorityQueueStore } from './queue-store/priority-queue-store.js';
 export { MemoryQueueStore } from './memory/memory-queue-store.js';
 export type { MetaStore, MetaKind, MetaStoreStats, RecoveryReport as MetaRecoveryReport } from './meta/meta-store.js';
 export { FileMetaStore, type FileMetaStoreOptions } from './meta/file-meta-store.js';

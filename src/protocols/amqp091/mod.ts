@@ -1,1 +1,2 @@
 export { AmqpServer, type AmqpServerOptions } from './server.js';
+export { amqpMessageFormat } from './amqp-message-format.js';

@@ -86,12 +86,34 @@ export class MemoryQueueStore implements QueueStore {
     this.#requeued.splice(i, 0, ref);
   }
 
-  discard(ref: number): void {
+  discard(ref: number): boolean {
     const e = this.#entries.get(ref);
-    if (e === undefined || e.state !== 0) return;
+    if (e === undefined || e.state !== 0) return false;
     this.#entries.delete(ref);
     this.#ready--;
     this.#requeued = this.#requeued.filter((r) => r !== ref);
+    return true;
+  }
+
+  peek(): StoredMessage | null {
+    let ref: number | undefined = this.#requeued[0];
+    if (ref === undefined) {
+      while (this.#cursor < this.#next) {
+        const e = this.#entries.get(this.#cursor);
+        if (e !== undefined && e.state === 0) {
+          ref = this.#cursor;
+          break;
+        }
+        this.#cursor++;
+      }
+    }
+    if (ref === undefined) return null;
+    const e = this.#entries.get(ref)!;
+    return { ref, payload: e.payload, ts: e.ts, flags: e.flags, redelivered: e.redelivered };
+  }
+
+  async forEachReady(fn: (payload: Buffer, ref: number) => void): Promise<void> {
+    for (const [ref, e] of this.#entries) if (e.state === 0) fn(e.payload, ref);
   }
 
   async read(ref: number): Promise<StoredMessage | null> {

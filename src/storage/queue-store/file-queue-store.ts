@@ -210,6 +210,33 @@ export class FileQueueStore implements QueueStore, RoundParticipant {
     return null;
   }
 
+  peek(): StoredMessage | null {
+    if (this.#requeued.length > 0) return this.#requeuedLoaded.get(this.#requeued[0]!) ?? null;
+    while (this.#windowHead < this.#window.length) {
+      const m = this.#window[this.#windowHead]!;
+      if (!this.#isAcked(m.ref)) return m;
+      // Discarded while waiting: drop it now, as shift() would.
+      this.#window[this.#windowHead++] = undefined as unknown as StoredMessage;
+      this.#windowSize -= m.payload.length;
+    }
+    return null;
+  }
+
+  async forEachReady(fn: (payload: Buffer, ref: number) => void): Promise<void> {
+    const start = this.#log.startOffset;
+    const end = this.#log.nextOffset;
+    let from = start;
+    while (from < end) {
+      const recs = await this.#log.readBatch(from, this.#readAhead);
+      if (recs.length === 0) break;
+      for (const r of recs) {
+        if (r.offset >= end) return;
+        from = r.offset + 1;
+        if (!this.#isAcked(r.offset) && !this.#handedOut.has(r.offset)) fn(r.payload, r.offset);
+      }
+    }
+  }
+
   #isAcked(ref: number): boolean {
     const acks = this.#acks.get(this.#baseOf(ref));
     return acks === undefined || acks.isAcked(ref);
@@ -265,15 +292,16 @@ export class FileQueueStore implements QueueStore, RoundParticipant {
     this.#markAcked(ref);
   }
 
-  discard(ref: number): void {
-    if (this.#handedOut.has(ref)) return; // not ready: the consumer has it
-    if (!this.#markAcked(ref)) return;
+  discard(ref: number): boolean {
+    if (this.#handedOut.has(ref)) return false; // not ready: the consumer has it
+    if (!this.#markAcked(ref)) return false;
     const i = this.#requeued.indexOf(ref);
     if (i >= 0) {
       // A requeued message is ready too; it must not be handed out again.
       this.#requeued.splice(i, 1);
       this.#requeuedLoaded.delete(ref);
     }
+    return true;
   }
 
   #markAcked(ref: number): boolean {

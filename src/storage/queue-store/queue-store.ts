@@ -30,7 +30,7 @@ export interface QueueStore {
   readonly readyCount: number;
   readonly unackedCount: number;
   /** Stores a message at the tail; returns its ref. `payload` must not be changed afterwards. */
-  enqueue(payload: Buffer, ts?: number, flags?: number): number;
+  enqueue(payload: Buffer, ts?: number, flags?: number, priority?: number): number;
   /** Resolves when every message enqueued so far is stored per the queue's durability. */
   flushed(): Promise<void>;
   /**
@@ -38,14 +38,21 @@ export interface QueueStore {
    * readyCount > 0, call fill() and try again.
    */
   shift(): StoredMessage | null;
+  /**
+   * The message shift() would return next, without handing it out; null when none is in memory
+   * (call fill() when readyCount > 0).
+   */
+  peek(): StoredMessage | null;
   /** Loads ready messages from disk so that shift() can return them. */
   fill(): Promise<void>;
   /** The handed-out message is done with. */
   ack(ref: number): void;
   /** The handed-out message goes back to its original position, to be delivered as redelivered. */
   requeue(ref: number): void;
-  /** Removes a ready message that was not handed out (expiry, length limits). */
-  discard(ref: number): void;
+  /** Removes a ready message that was not handed out (expiry, length limits); false if it was not ready. */
+  discard(ref: number): boolean;
+  /** Calls fn with the payload of every ready message, reading from disk where needed. */
+  forEachReady(fn: (payload: Buffer, ref: number) => void): Promise<void>;
   /** Reads a stored message by ref (whether ready or handed out), or null if it is gone. */
   read(ref: number): Promise<StoredMessage | null>;
   /** Removes every ready message; returns how many. */

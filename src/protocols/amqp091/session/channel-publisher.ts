@@ -3,7 +3,7 @@
  * routing (with mandatory returns), direct reply-to, publisher confirms and the publishes a
  * transaction holds until commit. The channel keeps the method switch and the mode checks.
  */
-import { decodeProperties, propertiesToBuffer, readDeliveryMode, readHeaders, ReplyCode, type AmqpMethodArgs } from '../codec/mod.js';
+import { decodeProperties, propertiesToBuffer, readDeliveryMode, ReplyCode, type AmqpMethodArgs } from '../codec/mod.js';
 import type { AmqpConnection } from './connection.js';
 import { channelError } from './reply-codes.js';
 import { sendContent } from './send-content.js';
@@ -29,6 +29,10 @@ export class ChannelPublisher {
   #publishSeq = 0;
   #confirmedUpTo = 0;
   #flushPending = false;
+  /** Whether the last routed publish was refused by a queue (x-overflow reject-publish). */
+  #rejected = false;
+  /** Sequence numbers to nack once the flush before them is done, ascending. */
+  #nacked: number[] = [];
   #tx = false;
   #txPublishes: TxPublish[] = [];
   #released = false;
@@ -64,8 +68,9 @@ export class ChannelPublisher {
       this.#txPublishes.push({ exchange, routingKey, mandatory, props, body });
       return;
     }
+    this.#rejected = false;
     const needsFlush = this.#route(exchange, routingKey, mandatory, props, body);
-    if (this.#confirm) this.#confirmPublish(needsFlush);
+    if (this.#confirm) this.#confirmPublish(needsFlush, this.#rejected);
   }
 
   /** tx.commit: routes the held publishes; returns whether the commit must wait for the storage flush. */
@@ -107,9 +112,9 @@ export class ChannelPublisher {
       props,
       body,
       persistent: mode === 2,
-      headers: () => readHeaders(props) as Record<string, unknown> | undefined,
     });
     if (r.routed === 0 && mandatory) this.#sendReturn(ReplyCode.NO_ROUTE, 'NO_ROUTE', exchange, routingKey, props, body);
+    this.#rejected = r.rejected;
     return r.needsFlush;
   }
 
@@ -129,13 +134,14 @@ export class ChannelPublisher {
     sendContent(this.#conn, this.#channel, { name: 'basic.return', args: { replyCode: code, replyText: text, exchange, routingKey } }, props, 0, props.length, 0, body.length, body);
   }
 
-  #confirmPublish(needsFlush: boolean): void {
+  #confirmPublish(needsFlush: boolean, rejected: boolean): void {
     const seq = ++this.#publishSeq;
     if (!needsFlush && !this.#flushPending && seq === this.#confirmedUpTo + 1) {
       this.#confirmedUpTo = seq;
-      this.#send({ name: 'basic.ack', args: { deliveryTag: seq, multiple: false } });
+      this.#send(rejected ? { name: 'basic.nack', args: { deliveryTag: seq, multiple: false, requeue: false } } : { name: 'basic.ack', args: { deliveryTag: seq, multiple: false } });
       return;
     }
+    if (rejected) this.#nacked.push(seq);
     if (!this.#flushPending) this.#waitFlush();
   }
 
@@ -152,6 +158,17 @@ export class ChannelPublisher {
   #confirmUpTo(upTo: number, ok: boolean): void {
     this.#flushPending = false;
     if (this.#released) return;
+    if (ok) {
+      // Publishes a queue refused (reject-publish) are nacked one by one; the rest are acked in runs.
+      while (this.#nacked.length > 0 && this.#nacked[0]! <= upTo) {
+        const n = this.#nacked.shift()!;
+        if (n - 1 > this.#confirmedUpTo) this.#send({ name: 'basic.ack', args: { deliveryTag: n - 1, multiple: n - 1 > this.#confirmedUpTo + 1 } });
+        this.#send({ name: 'basic.nack', args: { deliveryTag: n, multiple: false, requeue: false } });
+        this.#confirmedUpTo = n;
+      }
+    } else {
+      while (this.#nacked.length > 0 && this.#nacked[0]! <= upTo) this.#nacked.shift();
+    }
     if (upTo > this.#confirmedUpTo) {
       const multiple = upTo > this.#confirmedUpTo + 1;
       this.#confirmedUpTo = upTo;

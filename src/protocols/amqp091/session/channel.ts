@@ -389,12 +389,12 @@ export class AmqpChannel implements ConsumerSink {
 
   deliver(consumer: Consumer, queue: Queue, msg: StoredMessage): void {
     const tag = ++this.#deliveryTag;
+    const v = this.#view.parse(msg.payload);
     if (!consumer.noAck) {
       const st = this.#byConsumer.get(consumer);
       if (st !== undefined) st.unacked++;
-      this.#unacked.push(tag, queue, msg.ref, consumer, msg.payload.length);
+      this.#unacked.push(tag, queue, msg.ref, consumer, msg.payload.length - v.propsEnd);
     }
-    const v = this.#view.parse(msg.payload);
     const d = this.#deliver;
     d.consumerTag = consumer.tag;
     d.deliveryTag = tag;
@@ -445,9 +445,9 @@ export class AmqpChannel implements ConsumerSink {
 
   #sendGetOk(queue: Queue, msg: StoredMessage, noAck: boolean): void {
     const tag = ++this.#deliveryTag;
-    if (noAck) queue.store.ack(msg.ref);
-    else this.#unacked.push(tag, queue, msg.ref, null, msg.payload.length);
     const v = this.#view.parse(msg.payload);
+    if (noAck) queue.ack(msg.ref);
+    else this.#unacked.push(tag, queue, msg.ref, null, msg.payload.length - v.propsEnd);
     sendContent(
       this.conn,
       this.id,
@@ -500,17 +500,18 @@ export class AmqpChannel implements ConsumerSink {
     else if (this.#touched !== q) this.#touchedMore.add(q);
   }
 
-  readonly #ackOne = (q: Queue, ref: number, c: Consumer | null): void => {
-    q.store.ack(ref);
+  readonly #ackOne = (q: Queue, ref: number, c: Consumer | null, size: number): void => {
+    void size;
+    q.ack(ref);
     this.#touch(q, c);
   };
-  readonly #requeueOne = (q: Queue, ref: number, c: Consumer | null): void => {
-    q.store.requeue(ref);
+  readonly #requeueOne = (q: Queue, ref: number, c: Consumer | null, size: number): void => {
+    q.requeue(ref, size);
     this.#touch(q, c);
   };
-  // Without requeue the message is dropped (dead-lettering hooks in here with its policies).
+  // Without requeue: retried, dead-lettered or dropped, as the queue's settings say.
   readonly #dropOne = (q: Queue, ref: number, c: Consumer | null): void => {
-    q.store.ack(ref);
+    q.reject(ref);
     this.#touch(q, c);
   };
 

@@ -40,7 +40,7 @@ export class UnackedDeliveries {
   }
 
   /** Calls fn for each live entry with tag <= `upTo` (or all when upTo is Infinity), removing them. */
-  takeUpTo(upTo: number, fn: (queue: Queue, ref: number, consumer: Consumer | null) => void): void {
+  takeUpTo(upTo: number, fn: (queue: Queue, ref: number, consumer: Consumer | null, size: number) => void): void {
     let i = this.#head;
     const n = this.tags.length;
     while (i < n && this.tags[i]! <= upTo) {
@@ -50,20 +50,21 @@ export class UnackedDeliveries {
     this.#compact();
   }
 
-  takeAt(i: number, fn: (queue: Queue, ref: number, consumer: Consumer | null) => void): void {
+  takeAt(i: number, fn: (queue: Queue, ref: number, consumer: Consumer | null, size: number) => void): void {
     this.#take(i, fn);
     this.#compact();
   }
 
-  #take(i: number, fn: (queue: Queue, ref: number, consumer: Consumer | null) => void): void {
+  #take(i: number, fn: (queue: Queue, ref: number, consumer: Consumer | null, size: number) => void): void {
     const q = this.queues[i];
     if (q === null || q === undefined) return;
     this.queues[i] = null;
     this.count--;
-    this.bytes -= this.sizes[i]!;
+    const size = this.sizes[i]!;
+    this.bytes -= size;
     const c = this.consumers[i]!;
     this.consumers[i] = null;
-    fn(q, this.refs[i]!, c);
+    fn(q, this.refs[i]!, c, size);
   }
 
   #compact(): void {

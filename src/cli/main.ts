@@ -2,6 +2,7 @@
 /**
  * The `sluice` command. `sluice start` runs a broker in the foreground until SIGTERM or
  * SIGINT, which close every connection with 320 CONNECTION_FORCED and flush storage.
+ * `sluice perf` is the load generator (src/cli/perf/), which takes its own flags.
  */
 import { parseArgs } from 'node:util';
 import { loadConfig, startBroker, type SluiceConfig } from '../server/mod.js';
@@ -10,6 +11,7 @@ const HELP = `Usage: sluice <command> [options]
 
 Commands:
   start            run a broker in the foreground
+  perf             load generator for any AMQP 0-9-1 broker (sluice perf --help)
 
 Options for start (each also has an environment variable):
   --data-dir DIR      where data is stored (SLUICE_DATA_DIR, default ./data)
@@ -21,6 +23,7 @@ Options for start (each also has an environment variable):
 `;
 
 async function main(argv: string[]): Promise<number> {
+  if (argv[0] === 'perf') return (await import('./perf/mod.js')).runPerf(argv.slice(1));
   const { values, positionals } = parseArgs({
     args: argv,
     allowPositionals: true,

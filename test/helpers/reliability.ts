@@ -29,6 +29,7 @@ import { channel, closeQuietly, connect, type Channel, type ChannelModel, type C
 import { removeDir, sleep, tempDataDir, waitFor } from './test-broker.js';
 
 export { sleep, waitFor };
+export type { Channel, ChannelModel, ConsumeMessage };
 
 /** A policy as RabbitMQ's `rabbitmqctl set_policy` and Sluice's `policies` option take it. */
 export interface PolicyDef {

@@ -18,7 +18,7 @@ import {
   type StoredMessage,
 } from '../storage/mod.js';
 import { BrokerError, accessRefused, notFound, precondition, resourceLocked } from './errors.js';
-import { Exchange, EXCHANGE_TYPES, bindingId, type BindingDefinition, type DestinationKey, type ExchangeDefinition, type ExchangeType, type RoutableMessage } from './exchange/exchange.js';
+import { Exchange, EXCHANGE_TYPES, bindingId, destKey, type BindingDefinition, type DestinationKey, type ExchangeDefinition, type ExchangeType, type RoutableMessage } from './exchange/exchange.js';
 import { argsEqual, toJsonSafe } from './json-args.js';
 import type { DeathReason, MessageFormat } from './message-format.js';
 import { encodeStoredMessage, MessageFlags, StoredMessageView, storedBodySize, withStoredProps } from './message.js';
@@ -126,6 +126,13 @@ export interface ConsumeInput {
 }
 
 const qkey = (vhost: string, name: string): string => `${vhost}\u0000${name}`;
+const EMPTY = Buffer.alloc(0);
+/**
+ * How far back from the end of each queue's log recovery looks for fire marks. A mark matters
+ * only until the done marks of its batch are stored, one commit round later (milliseconds);
+ * ten seconds covers rounds stalled by a very slow disk.
+ */
+const FIRE_MARK_WINDOW_MS = 10_000;
 /** The level logs of a priority queue are "<logName>#p<level>". */
 const PRIORITY_LEVEL_SUFFIX = /#p\d+$/;
 
@@ -143,6 +150,10 @@ export class Broker {
   readonly #routable: Routable;
   #delays!: ScheduleRunner;
   #expiry!: ScheduleRunner;
+  /** Queues fired into by the current batch of delayed entries, with the entry ids. */
+  readonly #firedInto = new Map<Queue, number[]>();
+  /** After an unclean stop: entries that already reached some queues before it (#readFireMarks). */
+  #alreadyFired: Map<number, Set<string>> | null = null;
   #nextConnectionId = 1;
   #closed = false;
   /** Where errors nobody awaits go (a failed scheduled delivery); the server sets a logger. */
@@ -227,6 +238,11 @@ export class Broker {
     const delays = await FileScheduleStore.open(this.storage, 'delays', { durability: 'fsync' });
     const expiry = await FileScheduleStore.open(this.storage, 'expiry', { durability: 'os' });
     this.#delays = new ScheduleRunner(delays.store, (e) => this.#fireDelay(e));
+    this.#delays.afterBatch = () => this.#markFired();
+    // Entries due before the restart may have fired in the last rounds before a kill -9 with
+    // their done marks lost: the fire marks in the queues say where they already went.
+    const next = delays.store.nextDueAt();
+    if (next !== null && next <= Date.now() + 1000) this.#alreadyFired = await this.#readFireMarks();
     this.#expiry = new ScheduleRunner(expiry.store, (e) => this.#fireExpiry(e));
     this.#delays.onError = (e) => this.onError(e, 'delayed delivery');
     this.#expiry.onError = (e) => this.onError(e, 'message expiry');
@@ -657,18 +673,21 @@ export class Broker {
     return { routed, needsFlush, rejected };
   }
 
-  // Reused across publishes so routing allocates nothing per message. Safe because #route's
-  // result is consumed before anything can route again (dead-lettering copies it first).
+  // Reused across publishes so routing allocates nothing per message.
   readonly #routeOut = new Set<DestinationKey>();
   readonly #routeFound = new Set<DestinationKey>();
   readonly #routeSeen = new Set<Exchange>();
   readonly #routePending: Exchange[] = [];
 
-  #route(vh: Vhost, ex: Exchange, msg: RoutableMessage): Set<DestinationKey> {
-    const out = this.#routeOut;
-    const found = this.#routeFound;
-    const seen = this.#routeSeen;
-    const pending = this.#routePending;
+  /**
+   * The queues `msg` reaches from `ex`. `fresh` routes with sets of its own: dead-lettering
+   * runs inside a publish's delivery loop (drop-head), which still iterates the shared ones.
+   */
+  #route(vh: Vhost, ex: Exchange, msg: RoutableMessage, fresh = false): Set<DestinationKey> {
+    const out = fresh ? new Set<DestinationKey>() : this.#routeOut;
+    const found = fresh ? new Set<DestinationKey>() : this.#routeFound;
+    const seen = fresh ? new Set<Exchange>() : this.#routeSeen;
+    const pending: Exchange[] = fresh ? [] : this.#routePending;
     out.clear();
     seen.clear();
     seen.add(ex);
@@ -715,7 +734,7 @@ export class Broker {
     const v = new StoredMessageView().parse(payload);
     const routingKey = q.settings.deadLetterRoutingKey ?? v.routingKey;
     const props = this.format.deadLettered(v.props, { queue: q.name, reason, exchange: v.exchange, routingKeys: [v.routingKey], time: Date.now() });
-    const dests = new Set(this.#route(vh, ex, new Routable(this.format).reset(routingKey, props)));
+    const dests = this.#route(vh, ex, new Routable(this.format).reset(routingKey, props), true);
     if (reason !== 'rejected') {
       const deaths = this.format.deaths(props);
       for (const key of [...dests]) if (isCycle(key.slice(2), deaths)) dests.delete(key);
@@ -737,6 +756,13 @@ export class Broker {
     this.#delays.add(Date.now() + delayMs, retryGroup(q.def.vhost, q.name), encodeEnqueue(flags & MessageFlags.PERSISTENT, q.def.vhost, q.name, again));
   }
 
+  /**
+   * Fires a delayed message or a retry. Exactly once across kill -9: after the fired copies,
+   * each queue gets a fire mark naming the entries (#markFired), in the same log, so it is on
+   * disk only if the copies before it are. The schedule's done mark comes a round later; if the
+   * process dies in between, the entry is due again after restart, and the marks found in the
+   * queues' tails (#readFireMarks) say which queues already hold it.
+   */
   #fireDelay(e: ScheduledEntry): void {
     const w = decodeWork(e.payload);
     if (w === null || w.kind === 3) return;
@@ -744,17 +770,70 @@ export class Broker {
     if (vh === undefined) return;
     const v = new StoredMessageView().parse(w.message);
     const props = v.props;
+    const skip = this.#alreadyFired?.get(e.id);
+    let dests: Set<DestinationKey>;
     if (w.kind === 1) {
       const ex = vh.exchanges.get(v.exchange);
       if (ex === undefined) return; // deleted while the message waited: dropped, as the plugin does
-      const dests = this.#route(vh, ex, this.#routable.reset(v.routingKey, props));
-      if (dests.size > 0) this.#deliverTo(vh, dests, w.message, props, v.bodySize, w.flags);
-      return;
+      dests = this.#route(vh, ex, new Routable(this.format).reset(v.routingKey, props), true);
+    } else {
+      dests = new Set([destKey('queue', w.queue)]);
     }
-    const q = vh.queues.get(w.queue);
-    if (q === undefined) return;
-    const ref = q.enqueue(w.message, v.bodySize, Date.now(), w.flags, q.settings.maxPriority !== undefined ? (this.format.priority(props) ?? 0) : 0);
-    void ref;
+    for (const key of dests) {
+      const q = vh.queues.get(key.slice(2));
+      if (q === undefined || skip?.has(q.id)) {
+        dests.delete(key);
+        continue;
+      }
+      let ids = this.#firedInto.get(q);
+      if (ids === undefined) this.#firedInto.set(q, (ids = []));
+      ids.push(e.id);
+    }
+    if (dests.size > 0) this.#deliverTo(vh, dests, w.message, props, v.bodySize, w.flags);
+  }
+
+  /** Appends a fire mark to each queue fired into by the last batch; drops them once the done marks are stored. */
+  #markFired(): void {
+    if (this.#firedInto.size === 0) return;
+    const marks: Array<[Queue, number]> = [];
+    const now = Date.now();
+    for (const [q, ids] of this.#firedInto) {
+      if (q.deleted) continue;
+      const body = Buffer.allocUnsafe(ids.length * 8);
+      for (let i = 0; i < ids.length; i++) body.writeDoubleBE(ids[i]!, i * 8);
+      marks.push([q, q.store.enqueue(encodeStoredMessage('', '', EMPTY, body), now, MessageFlags.FIRE_MARK)]);
+    }
+    this.#firedInto.clear();
+    // The done marks of this batch are stored once a flush started now has completed.
+    void this.#delays.store.flushed().then(
+      () => {
+        for (const [q, ref] of marks) if (!q.deleted) q.store.discard(ref);
+      },
+      () => undefined,
+    );
+  }
+
+  /** Entry id → ids of the queues whose tail holds a fire mark naming it. */
+  async #readFireMarks(): Promise<Map<number, Set<string>>> {
+    const fired = new Map<number, Set<string>>();
+    for (const q of this.#queuesById.values()) {
+      if (!q.def.durable) continue;
+      const refs: number[] = [];
+      await q.store.forEachInTail(FIRE_MARK_WINDOW_MS, (payload, ref, flags) => {
+        if ((flags & MessageFlags.FIRE_MARK) === 0) return;
+        refs.push(ref);
+        const body = new StoredMessageView().parse(payload).body;
+        for (let p = 0; p + 8 <= body.length; p += 8) {
+          const id = body.readDoubleBE(p);
+          let s = fired.get(id);
+          if (s === undefined) fired.set(id, (s = new Set()));
+          s.add(q.id);
+        }
+      });
+      // Read even once acked, so they need not stay in the queue (and its message count).
+      for (const ref of refs) q.store.discard(ref);
+    }
+    return fired;
   }
 
   #fireExpiry(e: ScheduledEntry): void {

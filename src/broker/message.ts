@@ -10,6 +10,12 @@ export const MessageFlags = {
   PERSISTENT: 1,
   /** The message has a per-message TTL (its expiration property); checked when it is taken. */
   EXPIRES: 2,
+  /**
+   * Not a message: the ids of the schedule entries just fired into this queue, appended after
+   * them in the same log so that recovery can tell which ones already fired (broker.ts,
+   * "exactly once across kill -9"). Never delivered, counted or dead-lettered.
+   */
+  FIRE_MARK: 4,
 } as const;
 
 export function encodeStoredMessage(exchange: string, routingKey: string, props: Buffer, body: Buffer): Buffer {

@@ -101,7 +101,8 @@ export class Queue {
   /** Rebuilds what lives only in memory from the stored messages (byte count, dedup keys). */
   async recover(): Promise<void> {
     if (this.settings.maxLengthBytes === undefined && !this.settings.deduplicate) return;
-    await this.store.forEachReady((payload, ref) => {
+    await this.store.forEachReady((payload, ref, flags) => {
+      if ((flags & MessageFlags.FIRE_MARK) !== 0) return;
       this.#readyBytes += storedBodySize(payload);
       if (this.settings.deduplicate) {
         const key = this.#dedupKey(payload);
@@ -240,8 +241,9 @@ export class Queue {
         if (this.store.readyCount > 0) void this.store.fill().then(() => this.#dropHeadWhileOver(), () => undefined);
         return;
       }
-      this.#gone(m.ref, storedBodySize(m.payload));
       this.store.ack(m.ref);
+      if ((m.flags & MessageFlags.FIRE_MARK) !== 0) continue;
+      this.#gone(m.ref, storedBodySize(m.payload));
       this.#svc.deadLetter(this, m.payload, m.flags, 'maxlen');
     }
   }
@@ -298,6 +300,10 @@ export class Queue {
     for (;;) {
       const m = this.store.shift();
       if (m === null) return null;
+      if ((m.flags & MessageFlags.FIRE_MARK) !== 0) {
+        this.store.ack(m.ref);
+        continue;
+      }
       if ((m.flags & MessageFlags.PERSISTENT) === 0 && this.#recovered(m)) {
         if (!this.#plain) this.#gone(m.ref, storedBodySize(m.payload));
         this.store.ack(m.ref);
@@ -482,10 +488,12 @@ export class Queue {
         if (this.store.readyCount > 0) void this.store.fill().then(() => this.#expireHead(), () => undefined);
         return;
       }
-      if (!this.#isExpired(head, now)) break;
+      const mark = (head.flags & MessageFlags.FIRE_MARK) !== 0;
+      if (!mark && !this.#isExpired(head, now)) break;
       const m = this.store.shift()!;
-      this.#gone(m.ref, storedBodySize(m.payload));
       this.store.ack(m.ref);
+      if (mark) continue;
+      this.#gone(m.ref, storedBodySize(m.payload));
       this.#svc.deadLetter(this, m.payload, m.flags, 'expired');
     }
     this.#armTtl();
@@ -505,3 +513,4 @@ export class Queue {
     return describe('queue', this.name, this.def.vhost);
   }
 }
+

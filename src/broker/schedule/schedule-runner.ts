@@ -18,6 +18,8 @@ export class ScheduleRunner {
   #running = false;
   #again = false;
   #closed = false;
+  /** Called after each batch of fire() calls and their done() marks. */
+  afterBatch: () => void = () => undefined;
   /** Called with an error the store gave while taking entries (logged by the owner). */
   onError: (err: unknown) => void = () => undefined;
 
@@ -79,6 +81,7 @@ export class ScheduleRunner {
             this.onError(err);
           }
         }
+        if (due.length > 0) this.afterBatch();
         if (due.length < BATCH) break;
         // A full batch: let publishers and deliveries run before the next one.
         await new Promise<void>((r) => setImmediate(r));

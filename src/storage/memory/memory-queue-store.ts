@@ -112,8 +112,14 @@ export class MemoryQueueStore implements QueueStore {
     return { ref, payload: e.payload, ts: e.ts, flags: e.flags, redelivered: e.redelivered };
   }
 
-  async forEachReady(fn: (payload: Buffer, ref: number) => void): Promise<void> {
-    for (const [ref, e] of this.#entries) if (e.state === 0) fn(e.payload, ref);
+  async forEachInTail(windowMs: number, fn: (payload: Buffer, ref: number, flags: number) => void): Promise<void> {
+    let lastTs = -Infinity;
+    for (const e of this.#entries.values()) lastTs = Math.max(lastTs, e.ts);
+    for (const [ref, e] of this.#entries) if (e.ts >= lastTs - windowMs) fn(e.payload, ref, e.flags);
+  }
+
+  async forEachReady(fn: (payload: Buffer, ref: number, flags: number) => void): Promise<void> {
+    for (const [ref, e] of this.#entries) if (e.state === 0) fn(e.payload, ref, e.flags);
   }
 
   async read(ref: number): Promise<StoredMessage | null> {

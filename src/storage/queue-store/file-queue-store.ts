@@ -222,7 +222,34 @@ export class FileQueueStore implements QueueStore, RoundParticipant {
     return null;
   }
 
-  async forEachReady(fn: (payload: Buffer, ref: number) => void): Promise<void> {
+  async forEachInTail(windowMs: number, fn: (payload: Buffer, ref: number, flags: number) => void): Promise<void> {
+    let lo = this.#log.startOffset;
+    let hi = this.#log.nextOffset;
+    if (lo >= hi) return;
+    const last = await this.#log.read(hi - 1);
+    if (last === null) return;
+    const sinceTs = last.ts - windowMs;
+    // Binary search for the first record at or after sinceTs, then read forward.
+    while (lo < hi) {
+      const mid = Math.floor((lo + hi) / 2);
+      const r = await this.#log.read(mid);
+      if (r === null || r.ts < sinceTs) lo = mid + 1;
+      else hi = mid;
+    }
+    const end = this.#log.nextOffset;
+    let from = lo;
+    while (from < end) {
+      const recs = await this.#log.readBatch(from, this.#readAhead);
+      if (recs.length === 0) break;
+      for (const r of recs) {
+        if (r.offset >= end) return;
+        from = r.offset + 1;
+        fn(r.payload, r.offset, r.flags);
+      }
+    }
+  }
+
+  async forEachReady(fn: (payload: Buffer, ref: number, flags: number) => void): Promise<void> {
     const start = this.#log.startOffset;
     const end = this.#log.nextOffset;
     let from = start;
@@ -232,7 +259,7 @@ export class FileQueueStore implements QueueStore, RoundParticipant {
       for (const r of recs) {
         if (r.offset >= end) return;
         from = r.offset + 1;
-        if (!this.#isAcked(r.offset) && !this.#handedOut.has(r.offset)) fn(r.payload, r.offset);
+        if (!this.#isAcked(r.offset) && !this.#handedOut.has(r.offset)) fn(r.payload, r.offset, r.flags);
       }
     }
   }

@@ -86,9 +86,15 @@ export class PriorityQueueStore implements QueueStore {
     return this.#levels[ref % LEVELS]?.discard(Math.floor(ref / LEVELS)) ?? false;
   }
 
-  async forEachReady(fn: (payload: Buffer, ref: number) => void): Promise<void> {
+  async forEachInTail(windowMs: number, fn: (payload: Buffer, ref: number, flags: number) => void): Promise<void> {
     for (let i = 0; i < this.#levels.length; i++) {
-      await this.#levels[i]!.forEachReady((p, r) => fn(p, r * LEVELS + i));
+      await this.#levels[i]!.forEachInTail(windowMs, (p, r, f) => fn(p, r * LEVELS + i, f));
+    }
+  }
+
+  async forEachReady(fn: (payload: Buffer, ref: number, flags: number) => void): Promise<void> {
+    for (let i = 0; i < this.#levels.length; i++) {
+      await this.#levels[i]!.forEachReady((p, r, f) => fn(p, r * LEVELS + i, f));
     }
   }
 

@@ -51,8 +51,14 @@ export interface QueueStore {
   requeue(ref: number): void;
   /** Removes a ready message that was not handed out (expiry, length limits); false if it was not ready. */
   discard(ref: number): boolean;
+  /**
+   * Calls fn for every stored message (acked or not) enqueued at most `windowMs` before the last
+   * one, assuming enqueue times rise with refs (they come from the clock at enqueue); for
+   * recovery checks of what was written last.
+   */
+  forEachInTail(windowMs: number, fn: (payload: Buffer, ref: number, flags: number) => void): Promise<void>;
   /** Calls fn with the payload of every ready message, reading from disk where needed. */
-  forEachReady(fn: (payload: Buffer, ref: number) => void): Promise<void>;
+  forEachReady(fn: (payload: Buffer, ref: number, flags: number) => void): Promise<void>;
   /** Reads a stored message by ref (whether ready or handed out), or null if it is gone. */
   read(ref: number): Promise<StoredMessage | null>;
   /** Removes every ready message; returns how many. */

@@ -209,9 +209,21 @@ export class Scope {
     return name;
   }
 
-  async dispose(): Promise<void> {
+  /** Closes the scope's connections but keeps its declarations (e.g. before a restart). */
+  async closeConnections(): Promise<void> {
     for (const c of this.#conns) await closeQuietly(c);
     this.#conns = [];
+  }
+
+  /** Reopens the scope's connection and confirm channel (after a restart). */
+  async reopen(): Promise<void> {
+    await this.closeConnections();
+    this.conn = await this.connect();
+    this.ch = await this.confirmChannel(this.conn);
+  }
+
+  async dispose(): Promise<void> {
+    await this.closeConnections();
     if (this.#queues.size === 0 && this.#exchanges.size === 0) return;
     let c: ChannelModel | undefined;
     try {

@@ -2,10 +2,11 @@
 /**
  * The `sluice` command. `sluice start` runs a broker in the foreground until SIGTERM or
  * SIGINT, which close every connection with 320 CONNECTION_FORCED and flush storage.
- * `sluice perf` is the load generator (src/cli/perf/), which takes its own flags.
+ * `sluice perf` is the load generator (src/cli/perf/), which takes its own flags. Both are
+ * loaded on demand, so the load generator never loads the broker.
  */
 import { parseArgs } from 'node:util';
-import { loadConfig, startBroker, type SluiceConfig } from '../server/mod.js';
+import type { SluiceConfig } from '../server/mod.js';
 
 const HELP = `Usage: sluice <command> [options]
 
@@ -52,6 +53,7 @@ async function main(argv: string[]): Promise<number> {
     logLevel: values['log-level'],
   };
   if (values.config !== undefined) flags.config = values.config;
+  const { loadConfig, startBroker } = await import('../server/mod.js');
   const cfg = loadConfig(flags);
   const started = await startBroker(cfg);
   process.stdout.write(`sluice: AMQP 0-9-1 listening on ${cfg.host}:${started.amqpPort}, data in ${cfg.dataDir}\n`);

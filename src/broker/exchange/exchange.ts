@@ -1,12 +1,22 @@
 /**
- * An exchange and its bindings. Routing returns the set of destinations (queues or, for
- * exchange-to-exchange bindings, exchanges) for a routing key and headers.
+ * An exchange and its bindings. Routing adds the destinations (queues or, for
+ * exchange-to-exchange bindings, exchanges) of a message to a set. Each type's routing lives
+ * in a Routing strategy (routing.ts); an x-delayed-message exchange routes with the strategy
+ * of its x-delayed-type, and an x-message-deduplication exchange routes as fanout. The delay
+ * and the deduplication themselves happen in the broker's publish path, which asks `delayed`
+ * and `dedup`.
  */
-import { headersMatch } from './headers-match.js';
-import { TopicTrie } from './topic-trie.js';
+import { ConsistentHashRouting } from './consistent-hash-routing.js';
+import { DirectRouting } from './direct-routing.js';
+import { consistentHashOptions, dedupOptions, delayedInnerType, type DedupOptions } from './exchange-args.js';
+import type { ExchangeType } from './exchange-types.js';
+import { FanoutRouting } from './fanout-routing.js';
+import { HeadersRouting } from './headers-routing.js';
+import type { Routing } from './routing.js';
+import { TopicRouting } from './topic-routing.js';
 
-export const EXCHANGE_TYPES = ['direct', 'fanout', 'topic', 'headers'] as const;
-export type ExchangeType = (typeof EXCHANGE_TYPES)[number];
+export { EXCHANGE_TYPES, isExchangeType, type ExchangeType } from './exchange-types.js';
+export { validateExchangeArgs, type DedupOptions } from './exchange-args.js';
 
 export interface ExchangeDefinition {
   vhost: string;
@@ -27,6 +37,14 @@ export interface BindingDefinition {
   args: Record<string, unknown>;
 }
 
+/** What routing may look at. headers() and property() decode lazily: most exchanges need neither. */
+export interface RoutableMessage {
+  readonly routingKey: string;
+  headers(): Record<string, unknown> | undefined;
+  /** A basic property by its AMQP field name: message_id, correlation_id, timestamp, ... */
+  property(name: string): unknown;
+}
+
 /** A destination key: "q:<name>" or "e:<name>"; keeps routing results cheap to dedupe. */
 export type DestinationKey = string;
 export const destKey = (type: 'queue' | 'exchange', name: string): DestinationKey => (type === 'queue' ? `q:${name}` : `e:${name}`);
@@ -41,87 +59,83 @@ function sortedArgs(args: Record<string, unknown>): unknown {
     .map((k) => [k, String((args[k] as { value?: unknown })?.value ?? args[k])]);
 }
 
+/** The type whose routing an exchange of `def` uses. */
+export function routingTypeOf(def: Pick<ExchangeDefinition, 'type' | 'args'>): Exclude<ExchangeType, 'x-delayed-message'> {
+  if (def.type !== 'x-delayed-message') return def.type;
+  // Validated at declare; a stored definition that lost its inner type routes as direct, the
+  // plugin's most common x-delayed-type, rather than failing the broker's start.
+  return delayedInnerType(def.args) ?? 'direct';
+}
+
+function createRouting(def: ExchangeDefinition): Routing {
+  const type = routingTypeOf(def);
+  switch (type) {
+    case 'direct':
+      return new DirectRouting();
+    case 'fanout':
+    case 'x-message-deduplication':
+      return new FanoutRouting();
+    case 'topic':
+      return new TopicRouting();
+    case 'headers':
+      return new HeadersRouting();
+    case 'x-consistent-hash':
+      return new ConsistentHashRouting(consistentHashOptions(def.args));
+  }
+}
+
 export class Exchange {
   readonly def: ExchangeDefinition;
   readonly bindings = new Map<string, BindingDefinition>();
-  #direct = new Map<string, Set<DestinationKey>>();
-  #fanout = new Map<DestinationKey, number>();
-  #topic = new TopicTrie<DestinationKey>();
-  #topicCounts = new Map<string, number>();
+  readonly #routing: Routing;
+  readonly #dedup: DedupOptions | null;
 
   constructor(def: ExchangeDefinition) {
     this.def = def;
+    this.#routing = createRouting(def);
+    this.#dedup = dedupOptions(def.type, def.args);
   }
 
   get name(): string {
     return this.def.name;
   }
 
-  /** Adds a binding; false if an identical one exists. */
+  /** The type this exchange routes as (its x-delayed-type for x-delayed-message). */
+  get routingType(): Exclude<ExchangeType, 'x-delayed-message'> {
+    return routingTypeOf(this.def);
+  }
+
+  /** An x-delayed-message exchange: publishes with a positive x-delay wait before routing. */
+  get delayed(): boolean {
+    return this.def.type === 'x-delayed-message';
+  }
+
+  /** The deduplication cache this exchange needs (size and default TTL), or null. */
+  get dedup(): DedupOptions | null {
+    return this.#dedup;
+  }
+
+  /**
+   * Adds a binding; false if an identical one exists. Throws a BrokerError (406) if the type
+   * refuses it (x-consistent-hash: the routing key must be a positive integer weight).
+   */
   bind(b: BindingDefinition): boolean {
     const id = bindingId(b);
-    if (this.bindings.has(id)) return false;
+    if (this.bindings.has(id)) return false; // it was checked when it was first made
+    this.#routing.check?.(b);
     this.bindings.set(id, b);
-    const key = destKey(b.destinationType, b.destination);
-    switch (this.def.type) {
-      case 'direct': {
-        let s = this.#direct.get(b.routingKey);
-        if (s === undefined) this.#direct.set(b.routingKey, (s = new Set()));
-        s.add(key);
-        break;
-      }
-      case 'fanout':
-        this.#fanout.set(key, (this.#fanout.get(key) ?? 0) + 1);
-        break;
-      case 'topic': {
-        const tk = `${b.routingKey}\u0000${key}`;
-        const n = this.#topicCounts.get(tk) ?? 0;
-        if (n === 0) this.#topic.add(b.routingKey, key);
-        this.#topicCounts.set(tk, n + 1);
-        break;
-      }
-      case 'headers':
-        break;
-    }
+    this.#routing.bind(b, destKey(b.destinationType, b.destination), id);
     return true;
   }
 
   unbind(b: BindingDefinition): boolean {
     const id = bindingId(b);
-    if (!this.bindings.delete(id)) return false;
-    const key = destKey(b.destinationType, b.destination);
-    switch (this.def.type) {
-      case 'direct': {
-        // Another binding with the same key and destination but other arguments keeps it routed.
-        if (!this.#hasOther(b, key)) this.#direct.get(b.routingKey)?.delete(key);
-        break;
-      }
-      case 'fanout': {
-        const n = (this.#fanout.get(key) ?? 1) - 1;
-        if (n <= 0) this.#fanout.delete(key);
-        else this.#fanout.set(key, n);
-        break;
-      }
-      case 'topic': {
-        const tk = `${b.routingKey}\u0000${key}`;
-        const n = (this.#topicCounts.get(tk) ?? 1) - 1;
-        if (n <= 0) {
-          this.#topicCounts.delete(tk);
-          this.#topic.remove(b.routingKey, key);
-        } else this.#topicCounts.set(tk, n);
-        break;
-      }
-      case 'headers':
-        break;
-    }
+    const had = this.bindings.get(id);
+    if (had === undefined) return false;
+    this.bindings.delete(id);
+    // The stored binding, not the caller's copy: routing state was built from it.
+    this.#routing.unbind(had, destKey(had.destinationType, had.destination), id);
     return true;
-  }
-
-  #hasOther(b: BindingDefinition, key: DestinationKey): boolean {
-    for (const o of this.bindings.values()) {
-      if (o.routingKey === b.routingKey && destKey(o.destinationType, o.destination) === key) return true;
-    }
-    return false;
   }
 
   /** Bindings whose destination is `key` (to remove them when it is deleted). */
@@ -131,27 +145,8 @@ export class Exchange {
     return out;
   }
 
-  route(routingKey: string, headers: () => Record<string, unknown> | undefined, out: Set<DestinationKey>): void {
-    switch (this.def.type) {
-      case 'direct': {
-        const s = this.#direct.get(routingKey);
-        if (s !== undefined) for (const k of s) out.add(k);
-        return;
-      }
-      case 'fanout':
-        for (const k of this.#fanout.keys()) out.add(k);
-        return;
-      case 'topic':
-        this.#topic.match(routingKey, out);
-        return;
-      case 'headers': {
-        if (this.bindings.size === 0) return;
-        const h = headers();
-        for (const b of this.bindings.values()) {
-          if (headersMatch(b.args, h)) out.add(destKey(b.destinationType, b.destination));
-        }
-        return;
-      }
-    }
+  /** Adds the destinations of `msg` to `out`. Allocates nothing in the steady state. */
+  route(msg: RoutableMessage, out: Set<DestinationKey>): void {
+    this.#routing.route(msg, out);
   }
 }

@@ -21,6 +21,8 @@ export interface AgentTake {
   stats: IntervalStats;
   /** Every producer here published its --count (and had it settled). */
   producersFinished: boolean;
+  /** When the last of them finished (nowMs), 0 if not all have. */
+  producersFinishedAt: number;
   /** Unconfirmed publishes across this thread's producers. */
   outstanding: number;
 }
@@ -72,11 +74,13 @@ export class PerfAgent {
   take(): AgentTake {
     let outstanding = 0;
     let finished = true;
+    let at = 0;
     for (const p of this.#publishers) {
       outstanding += p.outstanding;
       if (!p.finished) finished = false;
+      else if (p.finishedAt > at) at = p.finishedAt;
     }
-    return { stats: this.stats.take(), producersFinished: finished, outstanding };
+    return { stats: this.stats.take(), producersFinished: finished, producersFinishedAt: finished ? at : 0, outstanding };
   }
 
   async close(): Promise<void> {

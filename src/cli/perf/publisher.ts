@@ -65,6 +65,8 @@ export class Publisher implements ConfirmListener, BlockListener {
   sent = 0;
   /** Set when count messages have been published (and, with confirms, settled). */
   finished = false;
+  /** nowMs() when finished was set. */
+  finishedAt = 0;
   readonly #pumpFn = (): void => this.#pump();
   readonly #onDrainFn = (): void => {
     this.#waitingDrain = false;
@@ -209,7 +211,10 @@ export class Publisher implements ConfirmListener, BlockListener {
 
   #checkFinished(): void {
     if (this.finished) return;
-    if (this.#opts.count > 0 && this.sent >= this.#opts.count && this.outstanding === 0) this.finished = true;
+    if (this.#opts.count > 0 && this.sent >= this.#opts.count && this.outstanding === 0) {
+      this.finished = true;
+      this.finishedAt = nowMs();
+    }
   }
 
   onConfirm(tag: number, multiple: boolean, nack: boolean): void {

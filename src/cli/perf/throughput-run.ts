@@ -64,6 +64,7 @@ export async function runThroughput(o: PerfOptions): Promise<number> {
   let t0 = nowMs();
   let tEnd = t0;
   let expected = 0;
+  let producersFinishedAt = 0;
   if (o.count > 0) {
     expected = o.producers > 0 ? topo.copiesConsumed.reduce((a, c) => a + c * o.count, 0) : o.count;
   }
@@ -86,6 +87,7 @@ export async function runThroughput(o: PerfOptions): Promise<number> {
       next += o.intervalMs;
       if (o.count > 0 && o.duration === 0) {
         const producersDone = takes.every((t) => t.producersFinished);
+        if (producersDone) producersFinishedAt = Math.max(...takes.map((t) => t.producersFinishedAt));
         const consumersDone = o.consumers === 0 || totals.consumed >= expected;
         if (producersDone && consumersDone) break;
       }
@@ -94,7 +96,11 @@ export async function runThroughput(o: PerfOptions): Promise<number> {
     tEnd = nowMs();
     const takes = await Promise.all(handles.map((h) => h.take()));
     totals.add(takes.map((t) => t.stats));
-    if (o.count > 0 && o.duration === 0 && o.consumers > 0 && totals.lastConsumeAt > t0) tEnd = totals.lastConsumeAt;
+    // A --count run ends at its last event, not at the tick that noticed it.
+    if (o.count > 0 && o.duration === 0 && failure === null) {
+      const last = Math.max(o.consumers > 0 ? totals.lastConsumeAt : 0, o.producers > 0 ? producersFinishedAt : 0);
+      if (last > t0) tEnd = last;
+    }
   } catch (e) {
     onError(e instanceof Error ? e : new Error(String(e)));
   } finally {

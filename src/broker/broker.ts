@@ -633,10 +633,23 @@ export class Broker {
         return { routed: 1, needsFlush: input.persistent, rejected: false };
       }
     }
-    const dests = this.#route(vh, ex, msg);
+    let dests = this.#route(vh, ex, msg);
+    let props = input.props;
+    const sender = this.format.senderKeys(props);
+    if (sender !== undefined) {
+      dests = this.#routeKeys(vh, ex, dests, [...sender.cc, ...sender.bcc], props);
+      if (sender.bcc.length > 0) props = this.format.withoutHeader(props, 'BCC');
+    }
     if (dests.size === 0) return { routed: 0, needsFlush: false, rejected: false };
-    const payload = encodeStoredMessage(input.exchange, input.routingKey, input.props, input.body);
-    return this.#deliverTo(vh, dests, payload, input.props, input.body.length, flags);
+    const payload = encodeStoredMessage(input.exchange, input.routingKey, props, input.body);
+    return this.#deliverTo(vh, dests, payload, props, input.body.length, flags);
+  }
+
+  /** `dests` plus what the extra routing keys (CC, BCC) reach. */
+  #routeKeys(vh: Vhost, ex: Exchange, dests: Set<DestinationKey>, keys: string[], props: Buffer): Set<DestinationKey> {
+    const all = new Set(dests);
+    for (const k of keys) for (const d of this.#route(vh, ex, new Routable(this.format).reset(k, props), true)) all.add(d);
+    return all;
   }
 
   /** Stores a routed message in each destination queue. */
@@ -732,9 +745,12 @@ export class Broker {
     const ex = vh?.exchanges.get(dlx);
     if (vh === undefined || ex === undefined) return; // RabbitMQ drops it too
     const v = new StoredMessageView().parse(payload);
+    const cc = this.format.senderKeys(v.props)?.cc ?? [];
     const routingKey = q.settings.deadLetterRoutingKey ?? v.routingKey;
-    const props = this.format.deadLettered(v.props, { queue: q.name, reason, exchange: v.exchange, routingKeys: [v.routingKey], time: Date.now() });
-    const dests = this.#route(vh, ex, new Routable(this.format).reset(routingKey, props), true);
+    const props = this.format.deadLettered(v.props, { queue: q.name, reason, exchange: v.exchange, routingKeys: [v.routingKey, ...cc], time: Date.now() });
+    let dests = this.#route(vh, ex, new Routable(this.format).reset(routingKey, props), true);
+    // Without a dead-letter routing key the message keeps all its keys, CC included.
+    if (q.settings.deadLetterRoutingKey === undefined && cc.length > 0) dests = this.#routeKeys(vh, ex, dests, cc, props);
     if (reason !== 'rejected') {
       const deaths = this.format.deaths(props);
       for (const key of [...dests]) if (isCycle(key.slice(2), deaths)) dests.delete(key);

@@ -36,6 +36,14 @@ export interface MessageFormat {
    * expiration moved into the entry as original-expiration so the copy does not expire again.
    */
   deadLettered(props: Buffer, death: DeathEvent): Buffer;
+  /**
+   * Sender-selected distribution (RabbitMQ's CC and BCC headers): routing keys the message is
+   * routed with besides its own; undefined when it has neither (the common case, answered
+   * without decoding anything).
+   */
+  senderKeys(props: Buffer): { cc: string[]; bcc: string[] } | undefined;
+  /** The properties without the header `name` (BCC is removed before a message is stored). */
+  withoutHeader(props: Buffer, name: string): Buffer;
   /** The properties with one integer header set (x-delivery-count, x-retry-count). */
   withIntHeader(props: Buffer, name: string, value: number): Buffer;
 }

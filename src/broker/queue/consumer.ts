@@ -10,6 +10,8 @@ export interface ConsumerSink {
   canAccept(consumer: Consumer): boolean;
   /** Hands a message over. For a no-ack consumer the queue forgets it right after. */
   deliver(consumer: Consumer, queue: Queue, msg: StoredMessage): void;
+  /** Deliveries to `consumer` not yet acked or returned. */
+  unackedOf(consumer: Consumer): number;
   /** The broker ended the consumer (queue deleted): tell the client (consumer_cancel_notify). */
   cancelledByBroker(consumer: Consumer): void;
 }

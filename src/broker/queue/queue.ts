@@ -74,6 +74,8 @@ export class Queue {
   /** Any limit or TTL is set: the plain path skips all of them with one test. */
   readonly #plain: boolean;
   #readyBytes = 0;
+  /** The message being enqueued while dispatch offers it (not expired yet, whatever its TTL). */
+  #fresh = -1;
   #ttlTimer: NodeJS.Timeout | null = null;
   #expiresTimer: NodeJS.Timeout | null = null;
   #lastUsed: number;
@@ -216,7 +218,10 @@ export class Queue {
       this.#dedupKeys.set(key, ref);
       this.#dedupRefs.set(ref, key);
     }
+    // A consumer that can take it now gets it even with a TTL of 0 (RabbitMQ's rule).
+    this.#fresh = ref;
     this.dispatch();
+    this.#fresh = -1;
     if (s.overflow === 'drop-head') this.#dropHeadWhileOver();
     if (s.messageTtl !== undefined) this.#armTtl();
     return ref;
@@ -328,6 +333,7 @@ export class Queue {
   }
 
   #isExpired(m: StoredMessage, now: number): boolean {
+    if (m.ref === this.#fresh) return false;
     const ttl = this.settings.messageTtl;
     if (ttl !== undefined && m.ts + ttl <= now) return true;
     if ((m.flags & MessageFlags.EXPIRES) === 0) return false;
@@ -375,7 +381,10 @@ export class Queue {
   #nextConsumer(): Consumer | null {
     const cs = this.#consumers;
     if (this.settings.singleActiveConsumer) {
+      // Two consumers never work the queue at once (RabbitMQ 3.10): the next one starts only
+      // once the previous one's deliveries are all acked or returned.
       const c = cs[0]!;
+      if (this.store.unackedCount > c.sink.unackedOf(c)) return null;
       return c.sink.canAccept(c) ? c : null;
     }
     const n = cs.length;

@@ -127,6 +127,22 @@ export const amqpMessageFormat: MessageFormat = {
     return propertiesToBuffer(p);
   },
 
+  senderKeys(props) {
+    // Headers flag (bit 13): without headers there is nothing to decode.
+    if (props.length < 2 || (props[0]! & 0x20) === 0) return undefined;
+    const h = readHeaders(props);
+    if (h === undefined || (h['CC'] === undefined && h['BCC'] === undefined)) return undefined;
+    const list = (v: unknown): string[] => (Array.isArray(v) ? v.map((x) => str(x)).filter((x): x is string => x !== undefined) : []);
+    return { cc: list(h['CC']), bcc: list(h['BCC']) };
+  },
+
+  withoutHeader(props, name) {
+    const h = readHeaders(props, 0, props.length, { typed: true });
+    if (h === undefined || !(name in h)) return props;
+    delete h[name];
+    return replaceHeaders(props, 0, props.length, h);
+  },
+
   withIntHeader(props, name, value) {
     const h = (readHeaders(props, 0, props.length, { typed: true }) ?? {}) as FieldTable;
     h[name] = typed('l', value);

@@ -352,6 +352,9 @@ export class AmqpChannel implements ConsumerSink {
     const queue = this.#queueName(a.queue);
     const args = a.arguments as Record<string, unknown>;
     const prio = args['x-priority'];
+    if (prio !== undefined && !(typeof prio === 'bigint' || (typeof prio === 'number' && Number.isInteger(prio)))) {
+      throw channelError(ReplyCode.PRECONDITION_FAILED, `PRECONDITION_FAILED - invalid arg 'x-priority' for consumer '${tag}' on ${queue === '' ? 'queue' : `queue '${queue}'`} in vhost '${this.conn.vhost}': {unacceptable_type,${typeof prio === 'string' ? 'longstr' : typeof prio}}`);
+    }
     this.#registering = true;
     let consumer: Consumer;
     try {
@@ -376,8 +379,12 @@ export class AmqpChannel implements ConsumerSink {
     consumer.queue.dispatch();
   }
 
+  unackedOf(consumer: Consumer): number {
+    return this.#byConsumer.get(consumer)?.unacked ?? 0;
+  }
+
   canAccept(consumer: Consumer): boolean {
-    if (this.#registering || this.#closing || !this.#flowActive || this.conn.out.backlogged) return false;
+    if (this.#released || this.#registering || this.#closing || !this.#flowActive || this.conn.out.backlogged) return false;
     const st = this.#byConsumer.get(consumer);
     if (st === undefined) return false;
     if (consumer.noAck) return true;
@@ -556,12 +563,16 @@ export class AmqpChannel implements ConsumerSink {
     this.#released = true;
     this.#publisher.release();
     this.#backlog = [];
-    for (const st of this.#consumers.values()) this.conn.broker.cancel(st.consumer);
+    // Unacked messages go back first, so that a queue's next consumer (single active consumer
+    // above all) finds them at their places before it is offered anything.
+    const consumers = [...this.#consumers.values()];
+    this.#unacked.takeUpTo(Infinity, this.#requeueOne);
     this.#consumers.clear();
     this.#byConsumer.clear();
+    for (const st of consumers) this.conn.broker.cancel(st.consumer);
     if (this.#replyKey !== null) this.conn.ctx.registerReplyChannel(this.#replyKey, null);
     this.#replyKey = null;
-    this.#requeueAll();
+    this.#dispatchTouched();
   }
 }
 

@@ -18,7 +18,9 @@ import {
   type StoredMessage,
 } from '../storage/mod.js';
 import { BrokerError, accessRefused, notFound, precondition, resourceLocked } from './errors.js';
-import { Exchange, EXCHANGE_TYPES, bindingId, destKey, type BindingDefinition, type DestinationKey, type ExchangeDefinition, type ExchangeType, type RoutableMessage } from './exchange/exchange.js';
+import { DedupCache } from './dedup/dedup-cache.js';
+import { DEDUP_HEADER, DEDUP_TTL_HEADER, dedupKey, dedupTtl } from './dedup/dedup-key.js';
+import { Exchange, EXCHANGE_TYPES, bindingId, destKey, validateExchangeArgs, type BindingDefinition, type DestinationKey, type ExchangeDefinition, type ExchangeType, type RoutableMessage } from './exchange/exchange.js';
 import { argsEqual, toJsonSafe } from './json-args.js';
 import type { DeathReason, MessageFormat } from './message-format.js';
 import { encodeStoredMessage, MessageFlags, StoredMessageView, storedBodySize, withStoredProps } from './message.js';
@@ -127,6 +129,8 @@ export interface ConsumeInput {
 
 const qkey = (vhost: string, name: string): string => `${vhost}\u0000${name}`;
 const EMPTY = Buffer.alloc(0);
+const DEDUP_LOG_PREFIX = 'dedup/';
+const dedupLogName = (vhost: string, exchange: string): string => `${DEDUP_LOG_PREFIX}${encodeURIComponent(vhost)}/${encodeURIComponent(exchange)}`;
 /**
  * How far back from the end of each queue's log recovery looks for fire marks. A mark matters
  * only until the done marks of its batch are stored, one commit round later (milliseconds);
@@ -150,6 +154,7 @@ export class Broker {
   readonly #routable: Routable;
   #delays!: ScheduleRunner;
   #expiry!: ScheduleRunner;
+  readonly #dedup = new Map<Exchange, DedupCache>();
   /** Queues fired into by the current batch of delayed entries, with the entry ids. */
   readonly #firedInto = new Map<Queue, number[]>();
   /** After an unclean stop: entries that already reached some queues before it (#readFireMarks). */
@@ -206,8 +211,20 @@ export class Broker {
       await this.setPermissions({ user: u.name, vhost: '/', configure: '.*', write: '.*', read: '.*' });
     }
     for (const name of this.meta.all('vhost').keys()) this.#vhosts.set(name, new Vhost(name));
+    const dedupLogs = new Set<string>();
     for (const def of this.meta.all<ExchangeDefinition>('exchange').values()) {
-      this.#vhosts.get(def.vhost)?.exchanges.set(def.name, new Exchange(def));
+      const vh = this.#vhosts.get(def.vhost);
+      if (vh === undefined) continue;
+      const ex = new Exchange(def);
+      vh.exchanges.set(def.name, ex);
+      if (ex.dedup !== null) {
+        await this.#openDedup(ex);
+        dedupLogs.add(dedupLogName(def.vhost, def.name));
+      }
+    }
+    // Caches of non-durable exchanges go with them.
+    for (const name of this.storage.logNames()) {
+      if (name.startsWith(DEDUP_LOG_PREFIX) && !dedupLogs.has(name)) await this.storage.deleteLog(name);
     }
     const keep = new Set<string>();
     const orphaned = new Set<string>();
@@ -358,13 +375,7 @@ export class Broker {
     if (!(EXCHANGE_TYPES as readonly string[]).includes(input.type)) {
       throw new BrokerError('command-invalid', `COMMAND_INVALID - unknown exchange type '${input.type}'`, 'connection');
     }
-    if (input.type === 'x-delayed-message') {
-      const inner = input.args?.['x-delayed-type'];
-      const innerType = typeof inner === 'string' ? inner : Buffer.isBuffer(inner) ? inner.toString('utf8') : undefined;
-      if (innerType === undefined || innerType === 'x-delayed-message' || !(EXCHANGE_TYPES as readonly string[]).includes(innerType)) {
-        throw precondition(`Invalid argument, 'x-delayed-type' must be an existing exchange type`);
-      }
-    }
+    validateExchangeArgs(input.type, input.args ?? {}, input.name, vhost);
     if (input.name.startsWith('amq.') || input.name === '') {
       if (existing !== undefined && existing.def.type === input.type && input.durable === existing.def.durable) return;
       if (input.name === '') throw accessRefused('operation not permitted on the default exchange');
@@ -399,6 +410,7 @@ export class Broker {
       return;
     }
     const ex = new Exchange(def);
+    if (ex.dedup !== null) await this.#openDedup(ex);
     vh.exchanges.set(def.name, ex);
     if (def.durable) {
       try {
@@ -425,8 +437,20 @@ export class Broker {
     await this.#removeExchange(vh, ex);
   }
 
+  /** The deduplication cache of an exchange that asks for one (kept on disk across restarts). */
+  async #openDedup(ex: Exchange): Promise<void> {
+    const opts = ex.dedup!;
+    this.#dedup.set(ex, await DedupCache.open(this.storage, dedupLogName(ex.def.vhost, ex.name), { size: opts.size, ttlMs: opts.ttlMs }));
+  }
+
   async #removeExchange(vh: Vhost, ex: Exchange): Promise<void> {
     vh.exchanges.delete(ex.name);
+    const cache = this.#dedup.get(ex);
+    if (cache !== undefined) {
+      this.#dedup.delete(ex);
+      await cache.close();
+      await DedupCache.delete(this.storage, dedupLogName(vh.name, ex.name));
+    }
     const work: Promise<void>[] = [];
     for (const b of ex.bindings.values()) work.push(this.meta.delete('binding', bindingId(b)));
     for (const b of this.#bindingsTo(vh, 'exchange', ex.name)) work.push(this.#unbindRaw(vh, b));
@@ -625,7 +649,8 @@ export class Broker {
     this.#check(user, vhost, 'write', 'exchange', input.exchange);
     const flags = input.persistent ? MessageFlags.PERSISTENT : 0;
     const msg = this.#routable.reset(input.routingKey, input.props);
-    if ((ex.def.type as string) === 'x-delayed-message') {
+    if (ex.dedup !== null && this.#isDuplicate(ex, msg)) return { routed: 0, needsFlush: false, rejected: false };
+    if (ex.delayed) {
       const delay = Number(this.format.header(input.props, 'x-delay') ?? 0);
       if (delay > 0) {
         const payload = encodeStoredMessage(input.exchange, input.routingKey, input.props, input.body);
@@ -643,6 +668,20 @@ export class Broker {
     if (dests.size === 0) return { routed: 0, needsFlush: false, rejected: false };
     const payload = encodeStoredMessage(input.exchange, input.routingKey, props, input.body);
     return this.#deliverTo(vh, dests, payload, props, input.body.length, flags);
+  }
+
+  /**
+   * rabbitmq-message-deduplication: the key is the x-deduplication-header header (Sluice also
+   * takes the message id when it is absent); a key seen within the cache's TTL is a duplicate
+   * and the message is not routed. x-cache-ttl on the message overrides the TTL.
+   */
+  #isDuplicate(ex: Exchange, msg: Routable): boolean {
+    const cache = this.#dedup.get(ex);
+    if (cache === undefined) return false;
+    const h = msg.headers();
+    const key = dedupKey(h?.[DEDUP_HEADER] ?? msg.property('message_id'));
+    if (key === null) return false;
+    return cache.seen(key, Date.now(), dedupTtl(h?.[DEDUP_TTL_HEADER]));
   }
 
   /** `dests` plus what the extra routing keys (CC, BCC) reach. */
@@ -924,6 +963,7 @@ export class Broker {
     this.#closed = true;
     await this.#delays?.close();
     await this.#expiry?.close();
+    for (const cache of this.#dedup.values()) await cache.close();
     for (const vh of this.#vhosts.values()) {
       for (const q of vh.queues.values()) {
         q.markDeleted();

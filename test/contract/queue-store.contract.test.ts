@@ -8,6 +8,7 @@ import {
   DURABILITY_VALUES,
   FileQueueStore,
   MemoryQueueStore,
+  PriorityQueueStore,
   Storage,
   type Durability,
   type QueueStore,
@@ -68,8 +69,50 @@ function fileSubject(durability: Durability): Subject {
   };
 }
 
+/**
+ * A priority store of three file-backed levels: messages enqueued without a priority all go to
+ * level 0, so it must behave as one FIFO store (refs are packed, hence no file-name checks).
+ */
+function prioritySubject(): Subject {
+  const openIn = async (dir: string, opts: Options): Promise<Handle & { inner: Storage }> => {
+    const { storage } = await Storage.open(dir);
+    const levels = [];
+    for (let i = 0; i < 3; i++) levels.push((await storage.openQueue(`q#p${i}`, { durability: 'fsync', ...opts })).store);
+    return { store: new PriorityQueueStore('q', levels), storage: null, dir, inner: storage };
+  };
+  const inner = new WeakMap<Handle, Storage>();
+  const open = async (dir: string, opts: Options): Promise<Handle> => {
+    const h = await openIn(dir, opts);
+    const out: Handle = { store: h.store, storage: null, dir };
+    inner.set(out, h.inner);
+    return out;
+  };
+  return {
+    name: 'PriorityQueueStore (3 file levels)',
+    // The reopen and reclamation checks read the log named 'q' directly; the levels' own logs are
+    // covered by the FileQueueStore subjects.
+    durable: false,
+    open: (opts = {}) => open(tmp.fresh(), opts),
+    async reopen(h, how, opts = {}) {
+      if (how === 'clean') {
+        await h.store.close();
+        await inner.get(h)!.close();
+      } else {
+        await inner.get(h)!.abandon();
+        await h.store.close();
+      }
+      return open(h.dir!, opts);
+    },
+    async close(h) {
+      await h.store.close();
+      await inner.get(h)!.close();
+    },
+  };
+}
+
 const subjects: Subject[] = [
   ...DURABILITY_VALUES.map(fileSubject),
+  prioritySubject(),
   {
     name: 'MemoryQueueStore',
     durable: false,
@@ -110,6 +153,37 @@ const SMALL: Options = { memoryWindowBytes: 2048, readAheadBytes: 4096 };
 
 for (const subject of subjects) {
   describe(`QueueStore contract: ${subject.name}`, () => {
+    test('peek shows what shift gives next without handing it out; forEachReady sees ready messages only', async () => {
+      const h = await subject.open(SMALL);
+      try {
+        const refs = enqueueN(h.store, 0, 50);
+        await h.store.flushed();
+        let p: StoredMessage | null = null;
+        for (let i = 0; i < 100 && p === null; i++) {
+          p = h.store.peek();
+          if (p === null) await h.store.fill();
+        }
+        assert.ok(p !== null);
+        assert.equal(checkPayload(p.payload), 0);
+        assert.equal(h.store.readyCount, 50);
+        const first = await take(h.store);
+        assert.equal(first!.ref, p.ref);
+        h.store.discard(refs[10]!);
+        const seen: number[] = [];
+        await h.store.forEachReady((payload, _ref, flags) => {
+          seen.push(checkPayload(payload));
+          assert.equal(flags, checkPayload(payload) & 0xff);
+        });
+        assert.deepEqual(seen.sort((a, b) => a - b), [...Array(50).keys()].filter((i) => i !== 0 && i !== 10));
+        const tail: number[] = [];
+        // Enqueue times are 1_700_000_000_000 + i: a window of 9 ms from the last covers 40..49.
+        await h.store.forEachInTail(9, (payload) => tail.push(checkPayload(payload)));
+        assert.deepEqual(tail.sort((a, b) => a - b), [40, 41, 42, 43, 44, 45, 46, 47, 48, 49]);
+      } finally {
+        await subject.close(h);
+      }
+    });
+
     test('enqueue then shift gives every message back in order with its fields', async () => {
       const h = await subject.open(SMALL);
       const { store } = h;

@@ -29,7 +29,10 @@
  * Crash ordering: the head segment is deleted only after `log.flushed()` confirms that the
  * re-appended copies of its live entries are durable (removeSegment also refuses segments
  * that are not fully written). A crash in between leaves both copies; replay keeps the later.
- * Entries dropped because they expired are the oldest in the map, so a replay that still sees
+ * A head without live entries goes at once: nothing in it has to survive. Its inserts were
+ * evicted, expired, forgotten or superseded, and its tombstones cancel only inserts in it or
+ * before it; if the later records that did that are lost in a crash, the key is absent either
+ * way, and only records of unconfirmed publishes are lost. Entries dropped because they expired are the oldest in the map, so a replay that still sees
  * them evicts them first and they change nothing else. Records not yet flushed at a crash
  * are lost with the publishes they belonged to, whose confirms had not been sent.
  *
@@ -142,6 +145,11 @@ export class DedupCache {
     this.#maybeCompact();
   }
 
+  /** Resolves when no compaction is running (tests; a clean stop uses close()). */
+  async idle(): Promise<void> {
+    while (this.#compacting !== null) await this.#compacting;
+  }
+
   /** Stops compaction; the log stays open in the Storage (delete() or Storage.close() end it). */
   async close(): Promise<void> {
     this.#closed = true;
@@ -241,11 +249,20 @@ export class DedupCache {
 
   async #compact(): Promise<void> {
     const log = this.#log;
-    // Bounded: each round removes the head; re-appended entries never need more than one pass.
-    for (let rounds = log.segmentCount + 2; rounds > 0 && !this.#closed && this.#headReclaimable(); rounds--) {
+    // Removing a dead head is progress by itself; only rewrites could go round in circles (a
+    // bug), so only they are budgeted. A run that stops early is resumed by the next append.
+    let rewrites = 2 * log.segmentCount + 4;
+    while (!this.#closed && this.#headReclaimable()) {
       const head = log.startOffset;
-      if (this.#live.has(head)) this.#rewriteHead(head);
-      // The re-appended copies must be durable before their originals go (see above).
+      if (this.#live.has(head)) {
+        if (rewrites-- <= 0) return;
+        this.#rewriteHead(head);
+        // The re-appended copies must be durable before their originals go (see above).
+        await log.flushed();
+        if (this.#closed || this.#live.has(head) || log.startOffset !== head) return;
+      }
+      if (await log.removeSegment(head)) continue;
+      // Refused: sealed by the last append but not written yet. Once the round has run it goes.
       await log.flushed();
       if (this.#closed || this.#live.has(head) || log.startOffset !== head) return;
       if (!(await log.removeSegment(head))) return;

@@ -64,11 +64,15 @@ describe('reliability: closing unpaid orders after a timeout', () => {
     // The customers of o1 and o3 pay within the window.
     await sleep(50);
     const payCh = await s.channel();
-    await pay(payCh, pending, new Set(['o1', 'o3']));
+    const payStart = now();
+    const paidIds = await pay(payCh, pending, new Set(['o1', 'o3']));
+    assert.deepEqual(paidIds, ['o1', 'o3'], `both paid orders found pending (payment ran ${(payStart - placedAt.get('o4')!).toFixed(0)} ms after the orders)`);
 
     await waitFor(() => closed.got.length === 2, 5000, 'the closer gets the unpaid orders');
     await sleep(PAY_WINDOW_MS); // nothing else comes
-    assert.deepEqual(texts(closed.got), ['o2', 'o4']);
+    // (Which unpaid order is closed first is not the point: on an overloaded machine the payment
+    // step may hold them past their expiry, and then they die in the order they are returned.)
+    assert.deepEqual(texts(closed.got).sort(), ['o2', 'o4']);
     for (const d of closed.got) {
       assertNotEarly(d.at, placedAt.get(text(d.m))!, PAY_WINDOW_MS, `closing ${text(d.m)}`);
       assertNotLate(d.at, placedAt.get(text(d.m))!, PAY_WINDOW_MS, `closing ${text(d.m)}`, 1000);
@@ -123,15 +127,20 @@ describe('reliability: closing unpaid orders after a timeout', () => {
 
 /**
  * The payment side of (a): takes every pending order out with basic.get, acks the paid ones and
- * returns the rest (requeue keeps their position and their original expiry).
+ * returns the rest (requeue keeps their position and their original expiry). Returns the ids it
+ * found and acked.
  */
-async function pay(ch: Channel, pending: string, ids: Set<string>): Promise<void> {
+async function pay(ch: Channel, pending: string, ids: Set<string>): Promise<string[]> {
   const held: GetMessage[] = [];
+  const paid: string[] = [];
   for (;;) {
     const m = await ch.get(pending);
     if (m === false) break;
-    if (ids.has(text(m))) ch.ack(m);
-    else held.push(m);
+    if (ids.has(text(m))) {
+      ch.ack(m);
+      paid.push(text(m));
+    } else held.push(m);
   }
   for (const m of held) ch.nack(m, false, true);
+  return paid;
 }

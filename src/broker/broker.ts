@@ -219,7 +219,7 @@ export class Broker {
       vh.exchanges.set(def.name, ex);
       if (ex.dedup !== null) {
         await this.#openDedup(ex);
-        dedupLogs.add(dedupLogName(def.vhost, def.name));
+        dedupLogs.add(def.dedupLog ?? dedupLogName(def.vhost, def.name));
       }
     }
     // Caches of non-durable exchanges go with them.
@@ -375,7 +375,6 @@ export class Broker {
     if (!(EXCHANGE_TYPES as readonly string[]).includes(input.type)) {
       throw new BrokerError('command-invalid', `COMMAND_INVALID - unknown exchange type '${input.type}'`, 'connection');
     }
-    validateExchangeArgs(input.type, input.args ?? {}, input.name, vhost);
     if (input.name.startsWith('amq.') || input.name === '') {
       if (existing !== undefined && existing.def.type === input.type && input.durable === existing.def.durable) return;
       if (input.name === '') throw accessRefused('operation not permitted on the default exchange');
@@ -409,8 +408,22 @@ export class Broker {
       }
       return;
     }
+    // Checked only for a new exchange, after the name and permission checks (as RabbitMQ does).
+    validateExchangeArgs(def.type, input.args ?? {}, def.name, vhost);
     const ex = new Exchange(def);
-    if (ex.dedup !== null) await this.#openDedup(ex);
+    if (ex.dedup !== null) {
+      // Each incarnation has its own cache log, so a delete racing a redeclare cannot share one.
+      def.dedupLog = `${dedupLogName(vhost, def.name)}/${Date.now().toString(36)}${randomBytes(3).toString('hex')}`;
+      await this.#openDedup(ex);
+      if (vh.exchanges.has(def.name)) {
+        // A concurrent declare won while the cache opened.
+        const cache = this.#dedup.get(ex)!;
+        this.#dedup.delete(ex);
+        await cache.close();
+        await DedupCache.delete(this.storage, def.dedupLog);
+        return;
+      }
+    }
     vh.exchanges.set(def.name, ex);
     if (def.durable) {
       try {
@@ -440,7 +453,8 @@ export class Broker {
   /** The deduplication cache of an exchange that asks for one (kept on disk across restarts). */
   async #openDedup(ex: Exchange): Promise<void> {
     const opts = ex.dedup!;
-    this.#dedup.set(ex, await DedupCache.open(this.storage, dedupLogName(ex.def.vhost, ex.name), { size: opts.size, ttlMs: opts.ttlMs }));
+    const log = ex.def.dedupLog ?? dedupLogName(ex.def.vhost, ex.name);
+    this.#dedup.set(ex, await DedupCache.open(this.storage, log, { size: opts.size, ttlMs: opts.ttlMs }));
   }
 
   async #removeExchange(vh: Vhost, ex: Exchange): Promise<void> {
@@ -449,7 +463,7 @@ export class Broker {
     if (cache !== undefined) {
       this.#dedup.delete(ex);
       await cache.close();
-      await DedupCache.delete(this.storage, dedupLogName(vh.name, ex.name));
+      await DedupCache.delete(this.storage, ex.def.dedupLog ?? dedupLogName(vh.name, ex.name));
     }
     const work: Promise<void>[] = [];
     for (const b of ex.bindings.values()) work.push(this.meta.delete('binding', bindingId(b)));
@@ -649,7 +663,9 @@ export class Broker {
     this.#check(user, vhost, 'write', 'exchange', input.exchange);
     const flags = input.persistent ? MessageFlags.PERSISTENT : 0;
     const msg = this.#routable.reset(input.routingKey, input.props);
+    // A new key is recorded on disk: a persistent message's confirm waits for it too.
     if (ex.dedup !== null && this.#isDuplicate(ex, msg)) return { routed: 0, needsFlush: false, rejected: false };
+    const dedupFlush = ex.dedup !== null && input.persistent;
     if (ex.delayed) {
       const delay = Number(this.format.header(input.props, 'x-delay') ?? 0);
       if (delay > 0) {
@@ -665,9 +681,11 @@ export class Broker {
       dests = this.#routeKeys(vh, ex, dests, [...sender.cc, ...sender.bcc], props);
       if (sender.bcc.length > 0) props = this.format.withoutHeader(props, 'BCC');
     }
-    if (dests.size === 0) return { routed: 0, needsFlush: false, rejected: false };
+    if (dests.size === 0) return { routed: 0, needsFlush: dedupFlush, rejected: false };
     const payload = encodeStoredMessage(input.exchange, input.routingKey, props, input.body);
-    return this.#deliverTo(vh, dests, payload, props, input.body.length, flags);
+    const r = this.#deliverTo(vh, dests, payload, props, input.body.length, flags);
+    if (dedupFlush) r.needsFlush = true;
+    return r;
   }
 
   /**

@@ -26,6 +26,8 @@ export interface ExchangeDefinition {
   autoDelete: boolean;
   internal: boolean;
   args: Record<string, unknown>;
+  /** The log of its deduplication cache, one per incarnation (set by the broker). */
+  dedupLog?: string;
 }
 
 export interface BindingDefinition {

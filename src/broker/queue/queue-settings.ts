@@ -1,7 +1,8 @@
 /**
  * What a queue's arguments and its policy ask of it, resolved once when the queue opens.
- * Argument and policy names are RabbitMQ's; a queue's own x- argument wins over the policy's
- * value for the same setting. x-retry-delays is Sluice's own (README, "Retry with backoff").
+ * Argument and policy names are RabbitMQ's. As in RabbitMQ, a queue's own x- argument wins over
+ * the policy's value, except for the numeric limits (TTLs, lengths, delivery limit), where the
+ * lower of the two applies. x-retry-delays is Sluice's own (README, "Retry with backoff").
  */
 import type { PolicyDefinition } from '../policy/policy.js';
 
@@ -40,16 +41,22 @@ function str(v: unknown): string | undefined {
 export function resolveQueueSettings(args: Record<string, unknown>, policy: PolicyDefinition | undefined): QueueSettings {
   const p = policy?.definition ?? {};
   const pick = <T>(arg: string, pol: string, conv: (v: unknown) => T | undefined): T | undefined => conv(args[arg]) ?? conv(p[pol]);
+  // RabbitMQ's rule for numeric limits set both ways: the stricter (lower) one applies.
+  const lower = (arg: string, pol: string): number | undefined => {
+    const a = num(args[arg]);
+    const b = num(p[pol]);
+    return a === undefined ? b : b === undefined ? a : Math.min(a, b);
+  };
   const overflow = pick('x-overflow', 'overflow', str);
   const retry = args['x-retry-delays'] ?? p['retry-delays'];
-  const deliveryLimit = pick('x-delivery-limit', 'delivery-limit', num);
+  const deliveryLimit = lower('x-delivery-limit', 'delivery-limit');
   return {
-    messageTtl: pick('x-message-ttl', 'message-ttl', num),
-    expires: pick('x-expires', 'expires', num),
+    messageTtl: lower('x-message-ttl', 'message-ttl'),
+    expires: lower('x-expires', 'expires'),
     deadLetterExchange: pick('x-dead-letter-exchange', 'dead-letter-exchange', str),
     deadLetterRoutingKey: pick('x-dead-letter-routing-key', 'dead-letter-routing-key', str),
-    maxLength: pick('x-max-length', 'max-length', num),
-    maxLengthBytes: pick('x-max-length-bytes', 'max-length-bytes', num),
+    maxLength: lower('x-max-length', 'max-length'),
+    maxLengthBytes: lower('x-max-length-bytes', 'max-length-bytes'),
     overflow: overflow === 'reject-publish' || overflow === 'reject-publish-dlx' ? overflow : 'drop-head',
     deliveryLimit,
     maxPriority: pick('x-max-priority', 'max-priority', num),

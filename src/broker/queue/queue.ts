@@ -74,6 +74,8 @@ export class Queue {
   /** Any limit or TTL is set: the plain path skips all of them with one test. */
   readonly #plain: boolean;
   #readyBytes = 0;
+  /** The last of the reads that settle rejected messages (#settleWithPayload). */
+  #settling: Promise<void> = Promise.resolve();
   /** The message being enqueued while dispatch offers it (not expired yet, whatever its TTL). */
   #fresh = -1;
   #ttlTimer: NodeJS.Timeout | null = null;
@@ -446,9 +448,13 @@ export class Queue {
     this.ack(ref);
   }
 
-  /** Reads a handed-out message back (it is not kept in memory), then settles it and calls fn. */
+  /**
+   * Reads a handed-out message back (it is not kept in memory), then settles it and calls fn.
+   * One read at a time per queue, so dead-letters leave in the order they were rejected.
+   */
   #settleWithPayload(ref: number, fn: (payload: Buffer, flags: number) => void): void {
-    this.store.read(ref).then(
+    const read = this.#settling.then(() => this.store.read(ref));
+    this.#settling = read.then(
       (m) => {
         this.ack(ref);
         if (m !== null && !this.#deleted) fn(m.payload, m.flags);

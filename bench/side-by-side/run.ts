@@ -327,10 +327,11 @@ async function main(): Promise<number> {
       for (let run = 1; run <= cfg.runs; run++) {
         const order: Target[] = rabbitTarget === null ? [sluice] : run % 2 === 1 ? [rabbitTarget, sluice] : [sluice, rabbitTarget];
         for (const t of order) {
+          const t0 = Date.now();
           const rec = await runOne(t, s, run, ctx, logFile);
           r.runs.push(rec);
           if (rec.error !== null && t.name === 'Sluice') failures++;
-          say(`  run ${run} ${t.name.padEnd(8)} ${describe(rec, s)}`);
+          say(`  run ${run} ${t.name.padEnd(8)} ${describe(rec, s)}  [${((Date.now() - t0) / 1000).toFixed(1)} s]`);
         }
       }
     }

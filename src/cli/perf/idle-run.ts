@@ -5,7 +5,8 @@
  *   idle-queues       declare COUNT queues PREFIXidle-0… on one connection (8 channels)
  *
  * then print {"ready":true,…} on stdout and hold until SIGTERM or SIGINT (or --duration
- * seconds if given), then close or delete everything and print the summary line.
+ * seconds if given), then close the connections (and delete the queues with --cleanup) and
+ * print the summary line.
  */
 import { parseAmqpUri } from './amqp-uri.js';
 import { nowMs } from './amqp-wire.js';
@@ -73,7 +74,7 @@ export async function runIdle(o: PerfOptions): Promise<number> {
     await holdUntilSignal(o.duration);
   }
   const t1 = nowMs();
-  if (queues.length > 0 && conns[0] !== undefined && conns[0].failed === null) {
+  if (o.cleanup && queues.length > 0 && conns[0] !== undefined && conns[0].failed === null) {
     const c = conns[0];
     try {
       await Promise.all(Array.from({ length: QUEUE_CHANNELS }, (_, k) => k + 1).map(async (ch) => {

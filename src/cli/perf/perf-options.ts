@@ -56,7 +56,7 @@ Connection and topology:
   --queue-prefix P       perf-q-
   --durable              durable queues and exchange (implied by --persistent)
   --predeclared          do not declare anything (alias --no-declare)
-  --cleanup              delete the queues and exchange at the end
+  --cleanup              delete the queues and exchange at the end (idle-queues: the queues)
 Messages:
   --size BYTES           16 (the first 8 carry the send time)
   --rate N               msg/s per producer, 0 = as fast as possible (default)

@@ -21,12 +21,12 @@ import { BrokerError, accessRefused, notFound, precondition, resourceLocked } fr
 import { DedupCache } from './dedup/dedup-cache.js';
 import { DEDUP_HEADER, DEDUP_TTL_HEADER, dedupKey, dedupTtl } from './dedup/dedup-key.js';
 import { Exchange, EXCHANGE_TYPES, bindingId, destKey, validateExchangeArgs, type BindingDefinition, type DestinationKey, type ExchangeDefinition, type ExchangeType, type RoutableMessage } from './exchange/exchange.js';
-import { argsEqual, toJsonSafe } from './json-args.js';
+import { argsEqual, argType, toJsonSafe } from './json-args.js';
 import type { DeathReason, MessageFormat } from './message-format.js';
 import { encodeStoredMessage, MessageFlags, StoredMessageView, storedBodySize, withStoredProps } from './message.js';
 import { Policies, type PolicyDefinition } from './policy/policy.js';
 import type { Consumer, ConsumerSink } from './queue/consumer.js';
-import { argType, checkQueueArgs, fmtArg } from './queue/queue-args.js';
+import { checkQueueArgs, fmtArg } from './queue/queue-args.js';
 import { resolveQueueSettings } from './queue/queue-settings.js';
 import { NotEnqueued, Queue, type QueueDefinition, type QueueServices } from './queue/queue.js';
 import { ScheduleRunner } from './schedule/schedule-runner.js';

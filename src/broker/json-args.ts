@@ -37,3 +37,16 @@ export function stringArg(v: unknown): string | undefined {
   if (Buffer.isBuffer(v)) return v.toString('utf8');
   return undefined;
 }
+
+/** RabbitMQ's name for the field-table type an argument came in as (for error texts). */
+export function argType(v: unknown): string {
+  if (v !== null && typeof v === 'object' && !Buffer.isBuffer(v) && 'type' in v && 'value' in v) v = (v as { value: unknown }).value;
+  if (typeof v === 'string') return 'longstr';
+  if (typeof v === 'boolean') return 'bool';
+  if (typeof v === 'bigint') return 'long';
+  if (typeof v === 'number') return !Number.isInteger(v) ? 'double' : v >= -2147483648 && v <= 2147483647 ? 'signedint' : 'long';
+  if (Buffer.isBuffer(v)) return 'binary';
+  if (Array.isArray(v)) return 'array';
+  if (v === null) return 'void';
+  return typeof v === 'object' ? 'table' : typeof v;
+}

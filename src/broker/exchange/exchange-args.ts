@@ -8,6 +8,7 @@
  * json-args.ts) when an Exchange is built. Every reader here accepts both.
  */
 import { BrokerError, precondition } from '../errors.js';
+import { argType } from '../json-args.js';
 import { isExchangeType, type ExchangeType } from './exchange-types.js';
 
 /** Properties rabbitmq_consistent_hash_exchange can hash on (its ?PROPERTIES). */
@@ -62,18 +63,6 @@ export function integerArg(v: unknown): number | undefined {
   return NaN;
 }
 
-/** RabbitMQ's name for the field-table type an argument came in as (for error texts). */
-function argType(v: unknown): string {
-  v = unwrapArg(v);
-  if (typeof v === 'string') return 'longstr';
-  if (typeof v === 'boolean') return 'bool';
-  if (typeof v === 'bigint') return 'long';
-  if (typeof v === 'number') return !Number.isInteger(v) ? 'double' : v >= -2147483648 && v <= 2147483647 ? 'signedint' : 'long';
-  if (Buffer.isBuffer(v)) return 'binary';
-  if (Array.isArray(v)) return 'array';
-  if (v === null) return 'void';
-  return typeof v === 'object' ? 'table' : typeof v;
-}
 
 /**
  * Checks the arguments of an exchange.declare of `type` and throws the BrokerError RabbitMQ

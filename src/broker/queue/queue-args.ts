@@ -3,22 +3,12 @@
  * its reply texts, plus those of the arguments Sluice adds (x-retry-delays, deduplication).
  */
 import { precondition } from '../errors.js';
+import { argType } from '../json-args.js';
 
 export function fmtArg(v: unknown): string {
   return v === undefined ? 'none' : `the value '${JSON.stringify(v)}'`;
 }
 
-/** RabbitMQ's name for the field-table type a decoded argument value came in as. */
-export function argType(v: unknown): string {
-  if (typeof v === 'string') return 'longstr';
-  if (typeof v === 'boolean') return 'bool';
-  if (typeof v === 'bigint') return 'long';
-  if (typeof v === 'number') return !Number.isInteger(v) ? 'double' : v >= -2147483648 && v <= 2147483647 ? 'signedint' : 'long';
-  if (Buffer.isBuffer(v)) return 'binary';
-  if (Array.isArray(v)) return 'array';
-  if (v === null) return 'void';
-  return typeof v === 'object' ? 'table' : typeof v;
-}
 
 /**
  * The queue.declare argument checks RabbitMQ 3.10 makes (rabbit_amqqueue:declare_args), with

@@ -236,8 +236,18 @@ export class FileQueueStore implements QueueStore, RoundParticipant {
       if (r === null || r.ts < sinceTs) lo = mid + 1;
       else hi = mid;
     }
+    await this.#scan(lo, fn);
+  }
+
+  forEachReady(fn: (payload: Buffer, ref: number, flags: number) => void): Promise<void> {
+    return this.#scan(this.#log.startOffset, (payload, ref, flags) => {
+      if (!this.#isAcked(ref) && !this.#handedOut.has(ref)) fn(payload, ref, flags);
+    });
+  }
+
+  /** Reads every record from `from` to the current end of the log. */
+  async #scan(from: number, fn: (payload: Buffer, ref: number, flags: number) => void): Promise<void> {
     const end = this.#log.nextOffset;
-    let from = lo;
     while (from < end) {
       const recs = await this.#log.readBatch(from, this.#readAhead);
       if (recs.length === 0) break;
@@ -245,21 +255,6 @@ export class FileQueueStore implements QueueStore, RoundParticipant {
         if (r.offset >= end) return;
         from = r.offset + 1;
         fn(r.payload, r.offset, r.flags);
-      }
-    }
-  }
-
-  async forEachReady(fn: (payload: Buffer, ref: number, flags: number) => void): Promise<void> {
-    const start = this.#log.startOffset;
-    const end = this.#log.nextOffset;
-    let from = start;
-    while (from < end) {
-      const recs = await this.#log.readBatch(from, this.#readAhead);
-      if (recs.length === 0) break;
-      for (const r of recs) {
-        if (r.offset >= end) return;
-        from = r.offset + 1;
-        if (!this.#isAcked(r.offset) && !this.#handedOut.has(r.offset)) fn(r.payload, r.offset, r.flags);
       }
     }
   }

@@ -5,7 +5,8 @@
  *        [--scenarios 1,3|1a,7b] [--no-rabbitmq] [--no-ceiling] [--no-write]
  *
  * Environment overrides: BENCH_RUNS (3), BENCH_DURATION (10 s), BENCH_SCENARIOS (all),
- * BENCH_RABBITMQ=0, BENCH_CEILING=0. Installs nothing: RabbitMQ runs only if rabbitmq-server is
+ * BENCH_RABBITMQ=0, BENCH_CEILING=0, BENCH_RESULTS_FILE (default: bench/RESULTS.md of the
+ * checkout this build lives in), BENCH_GIT_SHA (for a build outside a git checkout). Installs nothing: RabbitMQ runs only if rabbitmq-server is
  * installed (a throwaway node, see rabbitmq-node.ts), else Sluice runs alone and the table
  * says so. A full run (all scenarios) writes its section of bench/RESULTS.md.
  *
@@ -305,7 +306,7 @@ async function main(): Promise<number> {
   const rabbitTarget = rabbit === null ? null : new RabbitTarget(rabbit);
   const info = {
     date: new Date().toISOString().replace('T', ' ').replace(/\.\d+Z$/, ' UTC'),
-    gitSha: gitSha(root),
+    gitSha: process.env.BENCH_GIT_SHA ?? gitSha(root),
     node: process.version,
     rabbitmq: rabbit?.version ?? null,
     machine: machine(),
@@ -346,7 +347,7 @@ async function main(): Promise<number> {
     say(`\nside-by-side: ${((Date.now() - started) / 1000).toFixed(0)} s`);
     if (cfg.write) {
       const params = cfg.scenarios.map((s) => `${s.id.padEnd(3)} ${s.args(ctx).join(' ')}`);
-      const file = join(root, 'bench', 'RESULTS.md');
+      const file = process.env.BENCH_RESULTS_FILE ?? join(root, 'bench', 'RESULTS.md');
       writeFileSync(file, spliceSection(readFileSync(file, 'utf8'), renderSection(info, results, rabbit !== null, ceiling, params)));
       say(`side-by-side: wrote ${file}`);
     } else if (!cfg.smoke) {

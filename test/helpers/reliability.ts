@@ -21,15 +21,15 @@
 import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { performance } from 'node:perf_hooks';
-import type { TestContext } from 'node:test';
+import { after, before, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
-import type { ConfirmChannel, Options } from 'amqplib';
+import type { ConfirmChannel, GetMessage, Options } from 'amqplib';
 import { startBroker, type StartedBroker } from '../../src/index.js';
 import { channel, closeQuietly, connect, type Channel, type ChannelModel, type ConsumeMessage } from './amqp-client.js';
 import { removeDir, sleep, tempDataDir, waitFor } from './test-broker.js';
 
 export { sleep, waitFor };
-export type { Channel, ChannelModel, ConsumeMessage };
+export type { Channel, ChannelModel, ConsumeMessage, GetMessage };
 
 /** A policy as RabbitMQ's `rabbitmqctl set_policy` and Sluice's `policies` option take it. */
 export interface PolicyDef {
@@ -95,6 +95,55 @@ export async function startTarget(opts: TargetOptions = {}): Promise<Target> {
       b = await start();
     },
   };
+}
+
+export interface SuiteTargetHooks {
+  /** Runs in before(), right after the target has started. */
+  setup?: (target: Target) => Promise<void>;
+  /** Runs in after(), right before the target is closed. */
+  teardown?: (target: Target) => Promise<void>;
+}
+
+/**
+ * One target for the enclosing describe(): started in a before() hook and closed in an after()
+ * hook, both registered here (call it directly inside the describe callback). The returned
+ * handle reads through to the started target, so tests pass it wherever a Target goes; it throws
+ * if used before the hook has run.
+ */
+export function suiteTarget(opts: TargetOptions = {}, hooks: SuiteTargetHooks = {}): Target {
+  let started: Target | undefined;
+  const get = (): Target => {
+    if (started === undefined) throw new Error('suiteTarget: the target is not started yet (use it inside a test or hook)');
+    return started;
+  };
+  const handle: Target = {
+    get url() {
+      return get().url;
+    },
+    get external() {
+      return get().external;
+    },
+    get broker() {
+      return get().broker;
+    },
+    get policiesApplied() {
+      return get().policiesApplied;
+    },
+    close: () => get().close(),
+    get restart() {
+      return get().restart;
+    },
+  };
+  before(async () => {
+    started = await startTarget(opts);
+    await hooks.setup?.(handle);
+  });
+  after(async () => {
+    if (started === undefined) return;
+    await hooks.teardown?.(handle);
+    await started.close();
+  });
+  return handle;
 }
 
 function externalTarget(url: string, opts: TargetOptions): Target {
@@ -286,6 +335,23 @@ export function waitForCount(ch: Channel, q: string, n: number, ms = 5000): Prom
   });
 }
 
+/** basic.get (manual ack) polled until a message comes. */
+export async function waitForGet(ch: Channel, q: string, ms = 5000): Promise<GetMessage> {
+  let got: GetMessage | false = false;
+  await waitFor(async () => (got = await ch.get(q)) !== false, ms, `a message in ${q}`);
+  return got as unknown as GetMessage;
+}
+
+/** basic.get (no ack) until the queue is empty: every message it held, in queue order. */
+export async function drainQueue(ch: Channel, q: string): Promise<GetMessage[]> {
+  const out: GetMessage[] = [];
+  for (;;) {
+    const m = await ch.get(q, { noAck: true });
+    if (m === false) return out;
+    out.push(m);
+  }
+}
+
 /**
  * Resolves with the reply code of the channel error `op` provokes (406, 404, ...). The channel is
  * closed by then; use a fresh one afterwards.
@@ -378,6 +444,29 @@ export async function withTarget<T>(opts: TargetOptions, fn: (target: Target) =>
   } finally {
     await target.close();
   }
+}
+
+/**
+ * Runs `fn` with a Scope on a broker of its own (a fresh in-process Sluice on its own data dir,
+ * so Sluice-only tests may restart it). `restart()` closes the scope's connections, restarts the
+ * broker on the same data dir and reopens them. The connections and the broker are closed
+ * afterwards; the declarations go with the data dir.
+ */
+export function withRestartableScope(fn: (s: Scope, restart: () => Promise<void>) => Promise<void>): Promise<void> {
+  return withTarget({}, async (own) => {
+    const s = new Scope(() => own.url);
+    await s.reopen();
+    const restart = async (): Promise<void> => {
+      await s.closeConnections();
+      await own.restart!();
+      await s.reopen();
+    };
+    try {
+      await fn(s, restart);
+    } finally {
+      await s.closeConnections();
+    }
+  });
 }
 
 /** Lower bound check for timers: `at` is no earlier than `from + delay` (less a few ms of clock slack). */

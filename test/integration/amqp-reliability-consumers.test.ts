@@ -11,7 +11,7 @@
  *   channel until acked, nacked or the channel closes), and the next consumer gets nothing until
  *   all of them are settled: two consumers never work the queue at the same time.
  */
-import { after, before, describe, test } from 'node:test';
+import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import {
   channelErrorCode,
@@ -19,21 +19,14 @@ import {
   messageCount,
   Scope,
   sleep,
-  startTarget,
+  suiteTarget,
   texts,
   waitFor,
   waitForCount,
-  type Target,
 } from '../helpers/reliability.js';
 
 describe('reliability: consumer priorities and single active consumer', () => {
-  let target: Target;
-  before(async () => {
-    target = await startTarget();
-  });
-  after(async () => {
-    await target.close();
-  });
+  const target = suiteTarget();
 
   describe('consumer priority (x-priority)', () => {
     test('with credit on both, the higher-priority consumer gets every message', async (t) => {

@@ -9,7 +9,7 @@
  * from just before the client sent it), and arrives less than 500 ms after it (a loaded 2-core
  * machine).
  */
-import { after, before, describe, test } from 'node:test';
+import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import {
   assertNotEarly,
@@ -23,25 +23,19 @@ import {
   Scope,
   sleep,
   sluiceOnly,
-  startTarget,
+  suiteTarget,
   text,
   texts,
   waitFor,
+  withRestartableScope,
   xDeath,
-  type Target,
   type Timed,
 } from '../helpers/reliability.js';
 
 const DELAYED = 'x-delayed-message';
 
 describe('reliability: delayed delivery and retry with backoff', () => {
-  let target: Target;
-  before(async () => {
-    target = await startTarget();
-  });
-  after(async () => {
-    await target.close();
-  });
+  const target = suiteTarget();
 
   describe('Sluice-only: x-delayed-message exchange', () => {
     const skip = (t: Parameters<typeof sluiceOnly>[0]): boolean => sluiceOnly(t, target, 'the delayed-message plugin is not installed in RabbitMQ');
@@ -215,19 +209,14 @@ describe('reliability: delayed delivery and retry with backoff', () => {
 
     test('a delayed message survives a broker restart (durable exchange and queue, persistent message)', async (t) => {
       if (sluiceOnly(t, target, 'needs a broker restart')) return;
-      const own = await startTarget();
-      try {
-        const s = new Scope(() => own.url);
-        await s.reopen();
+      await withRestartableScope(async (s, restart) => {
         const x = await s.exchange('delay.restart', DELAYED, { durable: true, arguments: { 'x-delayed-type': 'direct' } });
         const q = await s.queue('delay.restart.q', { durable: true });
         await s.ch.bindQueue(q, x, 'k');
         const t0 = now();
         s.ch.publish(x, 'k', Buffer.from('survivor'), { persistent: true, headers: { 'x-delay': 1500 } });
         await s.ch.waitForConfirms();
-        await s.closeConnections();
-        await own.restart!();
-        await s.reopen();
+        await restart();
         if (now() - t0 < 1400) assert.equal(await messageCount(s.ch, q), 0, 'not delivered early by the restart');
         const { got } = await consumeTimed(s.ch, q);
         await waitFor(() => got.length >= 1, 8000, 'the delayed message after the restart');
@@ -235,10 +224,7 @@ describe('reliability: delayed delivery and retry with backoff', () => {
         assert.deepEqual(texts(got), ['survivor']);
         assertNotEarly(got[0]!.at, t0, 1500, 'after restart');
         assert.equal(got[0]!.m.properties.deliveryMode, 2);
-        await s.closeConnections();
-      } finally {
-        await own.close();
-      }
+      });
     });
 
     test('declaring x-delayed-message without x-delayed-type is refused with 406', async (t) => {

@@ -14,29 +14,31 @@
  * Not asserted: that unbinding one queue leaves the other keys in place. RabbitMQ 3.10 rebuilds
  * its ring on unbind and moves keys between the remaining queues too.
  */
-import { after, before, describe, test } from 'node:test';
+import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import type { ConfirmChannel, Options } from 'amqplib';
 import {
   channelErrorCode,
+  drainQueue,
   messageCount,
   Scope,
   sleep,
   sluiceOnly,
-  startTarget,
+  suiteTarget,
   text,
   waitForCount,
+  withRestartableScope,
   type Channel,
-  type Target,
 } from '../helpers/reliability.js';
 
+/** Body and routing key of every message in `q`, taken with basic.get (no ack). */
 async function drain(ch: Channel, q: string): Promise<Array<{ body: string; rk: string }>> {
-  const out: Array<{ body: string; rk: string }> = [];
-  for (;;) {
-    const m = await ch.get(q, { noAck: true });
-    if (m === false) return out;
-    out.push({ body: text(m), rk: m.fields.routingKey });
-  }
+  return (await drainQueue(ch, q)).map((m) => ({ body: text(m), rk: m.fields.routingKey }));
+}
+
+/** The bodies of every message in `q`, taken with basic.get (no ack). */
+async function bodies(ch: Channel, q: string): Promise<string[]> {
+  return (await drain(ch, q)).map((m) => m.body);
 }
 
 /** Declares `n` queues bound to `x` with the given weights ("1" each by default). */
@@ -58,14 +60,38 @@ async function publishMany(ch: ConfirmChannel, x: string, items: Array<{ rk: str
   }
 }
 
+/** Where each key's messages were found: the queues (in `qs` order) and the bodies, in queue order. */
+interface KeyPlacement {
+  queues: Set<string>;
+  bodies: string[];
+}
+
+/** Drains every queue in `qs` and groups what it held by `keyOf(message)`. */
+async function placeByKey(ch: Channel, qs: string[], keyOf: (m: { body: string; rk: string }) => string): Promise<Map<string, KeyPlacement>> {
+  const where = new Map<string, KeyPlacement>();
+  for (const q of qs) {
+    for (const m of await drain(ch, q)) {
+      const key = keyOf(m);
+      const p = where.get(key) ?? { queues: new Set<string>(), bodies: [] };
+      p.queues.add(q);
+      p.bodies.push(m.body);
+      where.set(key, p);
+    }
+  }
+  return where;
+}
+
+/** The key of a `<key>#<round>` body. */
+const bodyKey = (m: { body: string }): string => m.body.split('#')[0]!;
+
+/** Asserts that the keys landed on at least 3 of the 4 queues (`what` names the keys in the message). */
+function assertSpread(where: Map<string, KeyPlacement>, what: string): void {
+  const used = new Set([...where.values()].map((p) => [...p.queues][0]));
+  assert.ok(used.size >= 3, `${what} spread over ${used.size} of 4 queues`);
+}
+
 describe('reliability: consistent-hash and deduplication exchanges', () => {
-  let target: Target;
-  before(async () => {
-    target = await startTarget();
-  });
-  after(async () => {
-    await target.close();
-  });
+  const target = suiteTarget();
 
   describe('x-consistent-hash', () => {
     test('the same routing key always goes to the same queue, in publish order', async (t) => {
@@ -75,23 +101,15 @@ describe('reliability: consistent-hash and deduplication exchanges', () => {
       const items: Array<{ rk: string; body: string }> = [];
       for (let round = 0; round < 5; round++) for (let k = 0; k < 60; k++) items.push({ rk: `key-${k}`, body: `key-${k}#${round}` });
       await publishMany(s.ch, x, items);
-      const where = new Map<string, Set<string>>();
-      const order = new Map<string, string[]>();
+      const where = await placeByKey(s.ch, qs, (m) => m.rk);
       let total = 0;
-      for (const q of qs) {
-        for (const m of await drain(s.ch, q)) {
-          total++;
-          where.set(m.rk, (where.get(m.rk) ?? new Set()).add(q));
-          order.set(m.rk, [...(order.get(m.rk) ?? []), m.body]);
-        }
-      }
+      for (const p of where.values()) total += p.bodies.length;
       assert.equal(total, items.length, 'every message routed to exactly one queue');
-      for (const [rk, set] of where) {
-        assert.equal(set.size, 1, `${rk} went to ${set.size} queues`);
-        assert.deepEqual(order.get(rk), [0, 1, 2, 3, 4].map((r) => `${rk}#${r}`));
+      for (const [rk, p] of where) {
+        assert.equal(p.queues.size, 1, `${rk} went to ${p.queues.size} queues`);
+        assert.deepEqual(p.bodies, [0, 1, 2, 3, 4].map((r) => `${rk}#${r}`));
       }
-      const used = new Set([...where.values()].map((set) => [...set][0]));
-      assert.ok(used.size >= 3, `60 keys spread over ${used.size} of 4 queues`);
+      assertSpread(where, '60 keys');
     });
 
     test('equal weights: 10,000 distinct keys spread evenly over 4 queues (15%–35% each)', async (t) => {
@@ -126,17 +144,10 @@ describe('reliability: consistent-hash and deduplication exchanges', () => {
       const items: Array<{ rk: string; body: string; options: Options.Publish }> = [];
       for (let k = 0; k < 40; k++) for (let r = 0; r < 3; r++) items.push({ rk: `random-${Math.random()}`, body: `h${k}#${r}`, options: { headers: { h: `user-${k}` } } });
       await publishMany(s.ch, x, items);
-      const where = new Map<string, Set<string>>();
-      for (const q of qs) {
-        for (const m of await drain(s.ch, q)) {
-          const key = m.body.split('#')[0]!;
-          where.set(key, (where.get(key) ?? new Set()).add(q));
-        }
-      }
+      const where = await placeByKey(s.ch, qs, bodyKey);
       assert.equal(where.size, 40);
-      for (const [k, set] of where) assert.equal(set.size, 1, `${k} (one header value, many routing keys) went to ${set.size} queues`);
-      const used = new Set([...where.values()].map((set) => [...set][0]));
-      assert.ok(used.size >= 3, `40 header values spread over ${used.size} of 4 queues`);
+      for (const [k, p] of where) assert.equal(p.queues.size, 1, `${k} (one header value, many routing keys) went to ${p.queues.size} queues`);
+      assertSpread(where, '40 header values');
     });
 
     test('hash-property message_id: the message id is hashed', async (t) => {
@@ -146,25 +157,15 @@ describe('reliability: consistent-hash and deduplication exchanges', () => {
       const items: Array<{ rk: string; body: string; options: Options.Publish }> = [];
       for (let k = 0; k < 40; k++) for (let r = 0; r < 3; r++) items.push({ rk: `random-${Math.random()}`, body: `id${k}#${r}`, options: { messageId: `msg-${k}` } });
       await publishMany(s.ch, x, items);
-      const where = new Map<string, Set<string>>();
-      for (const q of qs) {
-        for (const m of await drain(s.ch, q)) {
-          const key = m.body.split('#')[0]!;
-          where.set(key, (where.get(key) ?? new Set()).add(q));
-        }
-      }
+      const where = await placeByKey(s.ch, qs, bodyKey);
       assert.equal(where.size, 40);
-      for (const [k, set] of where) assert.equal(set.size, 1, `${k} went to ${set.size} queues`);
-      const used = new Set([...where.values()].map((set) => [...set][0]));
-      assert.ok(used.size >= 3, `40 message ids spread over ${used.size} of 4 queues`);
+      for (const [k, p] of where) assert.equal(p.queues.size, 1, `${k} went to ${p.queues.size} queues`);
+      assertSpread(where, '40 message ids');
     });
 
     test('Sluice-only: after a restart the same keys go to the same queues', async (t) => {
       if (sluiceOnly(t, target, 'needs a broker restart')) return;
-      const own = await startTarget();
-      try {
-        const s = new Scope(() => own.url);
-        await s.reopen();
+      await withRestartableScope(async (s, restart) => {
         const x = await s.exchange('chx.restart', 'x-consistent-hash', { durable: true });
         const qs: string[] = [];
         for (let i = 0; i < 4; i++) {
@@ -181,58 +182,58 @@ describe('reliability: consistent-hash and deduplication exchanges', () => {
         };
         const before = await mapping(s);
         assert.equal(before.size, keys.length);
-        await s.closeConnections();
-        await own.restart!();
-        await s.reopen();
+        await restart();
         await s.ch.checkExchange(x);
         const afterRestart = await mapping(s);
         assert.deepEqual([...afterRestart.entries()].sort(), [...before.entries()].sort());
-        await s.closeConnections();
-      } finally {
-        await own.close();
-      }
+      });
     });
   });
 
   describe('Sluice-only: message deduplication', () => {
     const DEDUP = 'x-message-deduplication';
+    const skip = (t: Parameters<typeof sluiceOnly>[0]): boolean => sluiceOnly(t, target, 'the deduplication plugin is not installed in RabbitMQ');
+
+    /** A deduplication exchange (`x-cache-size`, `x-cache-ttl`) with one queue bound to it. */
+    const dedupExchange = async (s: Scope, prefix: string, cacheSize: number, cacheTtl: number): Promise<{ x: string; q: string }> => {
+      const x = await s.exchange(prefix, DEDUP, { arguments: { 'x-cache-size': cacheSize, 'x-cache-ttl': cacheTtl } });
+      const q = await s.queue(`${prefix}.q`);
+      await s.ch.bindQueue(q, x, '');
+      return { x, q };
+    };
 
     test('exchange: a second message with the same x-deduplication-header within the TTL is not routed; after the TTL it is', async (t) => {
-      if (sluiceOnly(t, target, 'the deduplication plugin is not installed in RabbitMQ')) return;
+      if (skip(t)) return;
       const s = await Scope.open(t, target);
-      const x = await s.exchange('dedup.x', DEDUP, { arguments: { 'x-cache-size': 100, 'x-cache-ttl': 300 } });
-      const q = await s.queue('dedup.x.q');
-      await s.ch.bindQueue(q, x, '');
+      const { x, q } = await dedupExchange(s, 'dedup.x', 100, 300);
       const pub = (body: string, key: string): void => void s.ch.publish(x, 'any-key', Buffer.from(body), { headers: { 'x-deduplication-header': key } });
       const t0 = Date.now();
       pub('a1', 'A');
       pub('a2 (dup)', 'A');
       pub('b1', 'B');
       await s.ch.waitForConfirms();
-      assert.deepEqual((await drain(s.ch, q)).map((m) => m.body), ['a1', 'b1']);
+      assert.deepEqual(await bodies(s.ch, q), ['a1', 'b1']);
       await sleep(Math.max(0, t0 + 450 - Date.now()));
       pub('a3 (after the TTL)', 'A');
       await s.ch.waitForConfirms();
-      assert.deepEqual((await drain(s.ch, q)).map((m) => m.body), ['a3 (after the TTL)']);
+      assert.deepEqual(await bodies(s.ch, q), ['a3 (after the TTL)']);
     });
 
     test('exchange: without x-deduplication-header the message id is the key; with neither, nothing is deduplicated', async (t) => {
-      if (sluiceOnly(t, target, 'the deduplication plugin is not installed in RabbitMQ')) return;
+      if (skip(t)) return;
       const s = await Scope.open(t, target);
-      const x = await s.exchange('dedup.mid', DEDUP, { arguments: { 'x-cache-size': 100, 'x-cache-ttl': 60000 } });
-      const q = await s.queue('dedup.mid.q');
-      await s.ch.bindQueue(q, x, '');
+      const { x, q } = await dedupExchange(s, 'dedup.mid', 100, 60000);
       s.ch.publish(x, '', Buffer.from('id1'), { messageId: 'm-1' });
       s.ch.publish(x, '', Buffer.from('id1 again'), { messageId: 'm-1' });
       s.ch.publish(x, '', Buffer.from('id2'), { messageId: 'm-2' });
       s.ch.publish(x, '', Buffer.from('plain'));
       s.ch.publish(x, '', Buffer.from('plain'));
       await s.ch.waitForConfirms();
-      assert.deepEqual((await drain(s.ch, q)).map((m) => m.body), ['id1', 'id2', 'plain', 'plain']);
+      assert.deepEqual(await bodies(s.ch, q), ['id1', 'id2', 'plain', 'plain']);
     });
 
     test('exchange: routes like fanout, to every bound queue whatever the keys', async (t) => {
-      if (sluiceOnly(t, target, 'the deduplication plugin is not installed in RabbitMQ')) return;
+      if (skip(t)) return;
       const s = await Scope.open(t, target);
       const x = await s.exchange('dedup.fan', DEDUP, { arguments: { 'x-cache-size': 10, 'x-cache-ttl': 60000 } });
       const q1 = await s.queue('dedup.fan.q1');
@@ -242,12 +243,12 @@ describe('reliability: consistent-hash and deduplication exchanges', () => {
       s.ch.publish(x, 'three', Buffer.from('m'), { headers: { 'x-deduplication-header': 'k' } });
       s.ch.publish(x, 'one', Buffer.from('dup'), { headers: { 'x-deduplication-header': 'k' } });
       await s.ch.waitForConfirms();
-      assert.deepEqual((await drain(s.ch, q1)).map((m) => m.body), ['m']);
-      assert.deepEqual((await drain(s.ch, q2)).map((m) => m.body), ['m']);
+      assert.deepEqual(await bodies(s.ch, q1), ['m']);
+      assert.deepEqual(await bodies(s.ch, q2), ['m']);
     });
 
     test('queue x-message-deduplication: a key already in the queue (not yet acked) is not enqueued; after the ack it is', async (t) => {
-      if (sluiceOnly(t, target, 'the deduplication plugin is not installed in RabbitMQ')) return;
+      if (skip(t)) return;
       const s = await Scope.open(t, target);
       const q = await s.queue('dedup.q', { arguments: { 'x-message-deduplication': true } });
       const pub = (body: string, key?: string): void => void s.ch.sendToQueue(q, Buffer.from(body), key === undefined ? {} : { headers: { 'x-deduplication-header': key } });
@@ -273,35 +274,27 @@ describe('reliability: consistent-hash and deduplication exchanges', () => {
       s.ch.ack(again);
       pub('k1 after ack', 'K1');
       await s.ch.waitForConfirms();
-      assert.deepEqual((await drain(s.ch, q)).map((m) => m.body), ['k2', 'no key', 'no key', 'k1 after ack']);
+      assert.deepEqual(await bodies(s.ch, q), ['k2', 'no key', 'no key', 'k1 after ack']);
     });
 
     test('the exchange cache survives a broker restart', async (t) => {
       if (sluiceOnly(t, target, 'needs a broker restart')) return;
-      const own = await startTarget();
-      try {
-        const s = new Scope(() => own.url);
-        await s.reopen();
+      await withRestartableScope(async (s, restart) => {
         const x = await s.exchange('dedup.restart', DEDUP, { durable: true, arguments: { 'x-cache-size': 100, 'x-cache-ttl': 60000 } });
         const q = await s.queue('dedup.restart.q', { durable: true });
         await s.ch.bindQueue(q, x, '');
         s.ch.publish(x, '', Buffer.from('before'), { persistent: true, headers: { 'x-deduplication-header': 'K' } });
         await s.ch.waitForConfirms();
-        await s.closeConnections();
-        await own.restart!();
-        await s.reopen();
+        await restart();
         s.ch.publish(x, '', Buffer.from('after, dup'), { persistent: true, headers: { 'x-deduplication-header': 'K' } });
         s.ch.publish(x, '', Buffer.from('after, new'), { persistent: true, headers: { 'x-deduplication-header': 'L' } });
         await s.ch.waitForConfirms();
-        assert.deepEqual((await drain(s.ch, q)).map((m) => m.body), ['before', 'after, new']);
-        await s.closeConnections();
-      } finally {
-        await own.close();
-      }
+        assert.deepEqual(await bodies(s.ch, q), ['before', 'after, new']);
+      });
     });
 
     test('invalid cache arguments are refused with 406', async (t) => {
-      if (sluiceOnly(t, target, 'the deduplication plugin is not installed in RabbitMQ')) return;
+      if (skip(t)) return;
       const s = await Scope.open(t, target);
       const ch = await s.channel();
       const code = await channelErrorCode(ch, () => ch.assertExchange(`dedup.bad.${Date.now()}`, DEDUP, { durable: false, arguments: { 'x-cache-size': -1 } }));

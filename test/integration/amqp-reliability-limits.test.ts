@@ -12,7 +12,7 @@
  *   times; the redeliveries carry x-delivery-count 1..N, the first delivery has no such header;
  *   returning it once more dead-letters it with reason delivery_limit.
  */
-import { after, before, describe, test } from 'node:test';
+import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import type { GetMessage } from 'amqplib';
 import {
@@ -20,38 +20,27 @@ import {
   channelErrorCode,
   consumeTimed,
   deadLetterSink,
+  drainQueue,
   firstDeath,
   messageCount,
   publishConfirmed,
   Scope,
   sleep,
   sluiceOnly,
-  startTarget,
+  suiteTarget,
   text,
   texts,
   waitFor,
   waitForCount,
+  waitForGet,
   type Channel,
-  type Target,
 } from '../helpers/reliability.js';
 
-async function drain(ch: Channel, q: string): Promise<string[]> {
-  const out: string[] = [];
-  for (;;) {
-    const m = await ch.get(q, { noAck: true });
-    if (m === false) return out;
-    out.push(text(m));
-  }
-}
+/** The bodies of every message in `q`, taken with basic.get (no ack). */
+const drain = async (ch: Channel, q: string): Promise<string[]> => (await drainQueue(ch, q)).map(text);
 
 describe('reliability: length limits, priorities, delivery limit', () => {
-  let target: Target;
-  before(async () => {
-    target = await startTarget();
-  });
-  after(async () => {
-    await target.close();
-  });
+  const target = suiteTarget();
 
   describe('length limits', () => {
     test('x-max-length with the default overflow (drop-head) keeps the newest messages', async (t) => {
@@ -283,7 +272,7 @@ describe('reliability: length limits, priorities, delivery limit', () => {
       await s.ch.waitForConfirms();
       for (let i = 0; i < 2; i++) {
         const ch = await s.channel();
-        const m = (await waitForGetOn(ch, q)) as GetMessage;
+        const m = (await waitForGet(ch, q)) as GetMessage;
         // RabbitMQ 3.10 puts x-delivery-count 0 on a first basic.get (not on a first consume):
         // absent and 0 are both accepted for the first one.
         assert.equal(m.properties.headers?.['x-delivery-count'] ?? 0, i);
@@ -315,9 +304,3 @@ describe('reliability: length limits, priorities, delivery limit', () => {
     });
   });
 });
-
-async function waitForGetOn(ch: Channel, q: string): Promise<GetMessage> {
-  let got: GetMessage | false = false;
-  await waitFor(async () => (got = await ch.get(q)) !== false, 5000, `a message in ${q}`);
-  return got as unknown as GetMessage;
-}

@@ -11,7 +11,7 @@
  *     x-delayed-message exchange; the checker closes the order only if it is still unpaid.
  *     Sluice-only (the delayed-message plugin is not installed in RabbitMQ here).
  */
-import { after, before, describe, test } from 'node:test';
+import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import type { GetMessage } from 'amqplib';
 import {
@@ -24,24 +24,17 @@ import {
   Scope,
   sleep,
   sluiceOnly,
-  startTarget,
+  suiteTarget,
   text,
   texts,
   waitFor,
   type Channel,
-  type Target,
 } from '../helpers/reliability.js';
 
 const PAY_WINDOW_MS = 300;
 
 describe('reliability: closing unpaid orders after a timeout', () => {
-  let target: Target;
-  before(async () => {
-    target = await startTarget();
-  });
-  after(async () => {
-    await target.close();
-  });
+  const target = suiteTarget();
 
   test('(a) TTL + dead-letter exchange: only unpaid orders reach the closer, after the pay window', async (t) => {
     const s = await Scope.open(t, target);

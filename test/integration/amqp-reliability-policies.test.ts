@@ -14,7 +14,7 @@
  *   queue argument can tighten a policy's limit but not loosen it.
  * - The pattern is a regular expression over the queue name.
  */
-import { after, before, describe, test } from 'node:test';
+import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import {
@@ -27,11 +27,10 @@ import {
   publishConfirmed,
   Scope,
   sleep,
-  startTarget,
+  suiteTarget,
   waitFor,
   waitForCount,
   type PolicyDef,
-  type Target,
   type Timed,
 } from '../helpers/reliability.js';
 import { channel, closeQuietly, connect } from '../helpers/amqp-client.js';
@@ -63,26 +62,27 @@ const POLICIES: PolicyDef[] = [
 const byFirstDeathQueue = (got: Timed[], q: string): Timed[] => got.filter((d) => d.m.properties.headers?.['x-first-death-queue'] === q);
 
 describe('reliability: policies', () => {
-  let target: Target;
-  before(async () => {
-    target = await startTarget({ policies: POLICIES });
-    if (!target.policiesApplied) return;
-    const c = await connect(target.url);
-    const ch = await channel(c);
-    await ch.assertExchange(POLICY_DLX, 'fanout', { durable: false });
-    await closeQuietly(c);
-  });
-  after(async () => {
-    if (target.policiesApplied) {
-      const c = await connect(target.url).catch(() => undefined);
-      if (c) {
+  const target = suiteTarget(
+    { policies: POLICIES },
+    {
+      async setup(target) {
+        if (!target.policiesApplied) return;
+        const c = await connect(target.url);
         const ch = await channel(c);
-        await ch.deleteExchange(POLICY_DLX).catch(() => undefined);
+        await ch.assertExchange(POLICY_DLX, 'fanout', { durable: false });
         await closeQuietly(c);
-      }
-    }
-    await target.close();
-  });
+      },
+      async teardown(target) {
+        if (!target.policiesApplied) return;
+        const c = await connect(target.url).catch(() => undefined);
+        if (c) {
+          const ch = await channel(c);
+          await ch.deleteExchange(POLICY_DLX).catch(() => undefined);
+          await closeQuietly(c);
+        }
+      },
+    },
+  );
 
   /** Skips when the policies could not be applied (external broker without rabbitmqctl). */
   const skip = (t: { skip(msg?: string): void }): boolean => {

@@ -17,7 +17,7 @@
  * - Classic queues expire only at the head (so a short-TTL message behind a long one waits);
  *   Sluice removes expired messages wherever they are (Sluice-only test).
  */
-import { after, before, describe, test } from 'node:test';
+import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import type { GetMessage } from 'amqplib';
 import {
@@ -33,22 +33,16 @@ import {
   Scope,
   sleep,
   sluiceOnly,
-  startTarget,
+  suiteTarget,
   text,
   texts,
   waitFor,
   waitForCount,
-  type Target,
+  waitForGet,
 } from '../helpers/reliability.js';
 
 describe('reliability: TTL, queue expiry and dead-lettering', () => {
-  let target: Target;
-  before(async () => {
-    target = await startTarget();
-  });
-  after(async () => {
-    await target.close();
-  });
+  const target = suiteTarget();
 
   describe('message TTL', () => {
     test('x-message-ttl: messages expire from the queue without a consumer', async (t) => {
@@ -102,7 +96,7 @@ describe('reliability: TTL, queue expiry and dead-lettering', () => {
       const q = await s.queue('ttl.requeue', { arguments: { 'x-message-ttl': 300 } });
       const t0 = now();
       s.ch.sendToQueue(q, Buffer.from('a'));
-      const m = await waitForGet(s, q);
+      const m = await waitForGet(s.ch, q);
       s.ch.nack(m, false, true); // back to the queue: the clock is not restarted
       await waitForCount(s.ch, q, 0, 5000);
       // Not a timing assertion on the upper side: just that it did go, and not before its TTL.
@@ -217,7 +211,7 @@ describe('reliability: TTL, queue expiry and dead-lettering', () => {
       const q = await s.queue('dl.reject', { arguments: { 'x-dead-letter-exchange': dlx.exchange } });
       const t0 = Date.now();
       s.ch.sendToQueue(q, Buffer.from('bad'), { headers: { app: 'x' }, messageId: 'id-1', contentType: 'text/plain' });
-      const m = await waitForGet(s, q);
+      const m = await waitForGet(s.ch, q);
       s.ch.reject(m, false);
       await waitFor(() => dlx.got.length === 1, 3000, 'dead-lettered');
       const d = dlx.got[0]!.m;
@@ -260,9 +254,9 @@ describe('reliability: TTL, queue expiry and dead-lettering', () => {
       await s.ch.bindQueue(q, src, 'k1');
       const t0 = Date.now();
       s.ch.publish(src, 'k1', Buffer.from('cc'), { CC: ['k2'] });
-      const m = await waitForGet(s, q);
+      const m = await waitForGet(s.ch, q);
       s.ch.reject(m, false);
-      const d = await waitForGet(s, dead);
+      const d = await waitForGet(s.ch, dead);
       assert.equal(d.fields.exchange, dlx);
       assert.equal(d.fields.routingKey, 'dead-key');
       assertXDeath(d, [{ count: 1, reason: 'rejected', queue: q, exchange: src, 'routing-keys': ['k1', 'k2'] }], t0);
@@ -300,7 +294,7 @@ describe('reliability: TTL, queue expiry and dead-lettering', () => {
       for (let i = 1; i <= 4; i++) s.ch.sendToQueue(q, Buffer.from(`m${i}`));
       await s.ch.waitForConfirms();
       const held: GetMessage[] = [];
-      for (let i = 0; i < 4; i++) held.push(await waitForGet(s, q));
+      for (let i = 0; i < 4; i++) held.push(await waitForGet(s.ch, q));
       await sleep(300);
       assert.equal(dlx.got.length, 0, 'not while unacked');
       s.ch.ack(held[2]!);
@@ -333,7 +327,7 @@ describe('reliability: TTL, queue expiry and dead-lettering', () => {
       const first = await s.queue('dl.chain.a', { arguments: { 'x-dead-letter-exchange': dlx, 'x-dead-letter-routing-key': 'to-b' } });
       const t0 = Date.now();
       s.ch.sendToQueue(first, Buffer.from('x'), { expiration: '60000' });
-      s.ch.reject(await waitForGet(s, first), false);
+      s.ch.reject(await waitForGet(s.ch, first), false);
       await waitFor(() => final.got.length === 1, 5000, 'second death');
       const d = final.got[0]!.m;
       assert.equal(d.properties.expiration, undefined);
@@ -361,9 +355,9 @@ describe('reliability: TTL, queue expiry and dead-lettering', () => {
       const s = await Scope.open(t, target);
       const q = await s.queue('dl.missing', { arguments: { 'x-dead-letter-exchange': `no-such-exchange.${Date.now()}` } });
       s.ch.sendToQueue(q, Buffer.from('a'));
-      s.ch.reject(await waitForGet(s, q), false);
+      s.ch.reject(await waitForGet(s.ch, q), false);
       s.ch.sendToQueue(q, Buffer.from('b'));
-      const m = await waitForGet(s, q);
+      const m = await waitForGet(s.ch, q);
       assert.equal(text(m), 'b');
       s.ch.ack(m);
       assert.equal(await messageCount(s.ch, q), 0);
@@ -441,10 +435,10 @@ describe('reliability: TTL, queue expiry and dead-lettering', () => {
       await s.ch.assertQueue(q, { durable: false, arguments: { 'x-dead-letter-exchange': '', 'x-dead-letter-routing-key': q } });
       const t0 = Date.now();
       s.ch.sendToQueue(q, Buffer.from('again'));
-      s.ch.reject(await waitForGet(s, q), false);
-      const back = await waitForGet(s, q);
+      s.ch.reject(await waitForGet(s.ch, q), false);
+      const back = await waitForGet(s.ch, q);
       s.ch.reject(back, false);
-      const third = await waitForGet(s, q);
+      const third = await waitForGet(s.ch, q);
       s.ch.ack(third);
       assertXDeath(back, [{ count: 1, reason: 'rejected', queue: q, exchange: '', 'routing-keys': [q] }], t0);
       assertXDeath(third, [{ count: 2, reason: 'rejected', queue: q, exchange: '', 'routing-keys': [q] }], t0);
@@ -455,13 +449,6 @@ describe('reliability: TTL, queue expiry and dead-lettering', () => {
 function xDeathReason(m: { properties: { headers?: Record<string, unknown> } }): unknown {
   const deaths = m.properties.headers?.['x-death'] as Array<{ reason: unknown }> | undefined;
   return deaths?.[0]?.reason;
-}
-
-/** basic.get (manual ack) polled until a message comes. */
-async function waitForGet(s: Scope, q: string, ms = 5000): Promise<GetMessage> {
-  let got: GetMessage | false = false;
-  await waitFor(async () => (got = await s.ch.get(q)) !== false, ms, `a message in ${q}`);
-  return got as unknown as GetMessage;
 }
 
 /** Polls existence no faster than 2×expiry (a passive declare restarts RabbitMQ's timer). */

@@ -23,6 +23,7 @@ export class Consumer implements DeliveryListener {
   #ack: boolean;
   #multiAck: number;
   #unacked = 0;
+  #lastTag = 0;
   received = 0;
 
   private constructor(conn: PerfConnection, opts: ConsumerOptions, stats: PerfStats) {
@@ -50,9 +51,20 @@ export class Consumer implements DeliveryListener {
       s.lastConsumeAt = now;
       if (sentAt === sentAt) s.interval.record(now - sentAt);
     }
-    if (this.#ack && ++this.#unacked >= this.#multiAck) {
-      this.#conn.ack(CHANNEL, tag, this.#multiAck > 1);
-      this.#unacked = 0;
+    if (this.#ack) {
+      this.#lastTag = tag;
+      if (++this.#unacked >= this.#multiAck) {
+        this.#conn.ack(CHANNEL, tag, this.#multiAck > 1);
+        this.#unacked = 0;
+      }
     }
+  }
+
+  /** Acks what a multi-ack consumer still holds (at the end of a run), so nothing is requeued. */
+  flushAcks(): void {
+    if (this.#unacked === 0) return;
+    this.#conn.ack(CHANNEL, this.#lastTag, true);
+    this.#unacked = 0;
+    this.#conn.flush();
   }
 }

@@ -68,6 +68,7 @@ export class PerfAgent {
 
   stop(): void {
     for (const p of this.#publishers) p.stop();
+    for (const c of this.#consumers) c.flushAcks();
     this.stats.recording = false;
   }
 

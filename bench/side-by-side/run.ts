@@ -286,6 +286,7 @@ async function main(): Promise<number> {
 
   if (cfg.profileDir !== null) {
     await profile(cfg, base, cfg.profileDir, logFile);
+    rmSync(base, { recursive: true, force: true, maxRetries: 2 });
     return 0;
   }
 

@@ -71,10 +71,12 @@ const cleanup = (): void => {
   cleaned = true;
   rmSync(dir, { recursive: true, force: true });
 };
-process.once('SIGINT', () => {
-  cleanup();
-  process.exit(130);
-});
+for (const sig of ['SIGINT', 'SIGTERM'] as const) {
+  process.once(sig, () => {
+    cleanup();
+    process.exit(130);
+  });
+}
 
 const broker = await startBroker({ dataDir: dir, amqpPort: 0, host: '127.0.0.1', quiet: true });
 log(`broker on ${broker.amqpUrl}, data in ${dir}; publishing ${COUNT} × ${SIZE} B persistent, window ${WINDOW} over ${CONNECTIONS} connections`);

@@ -132,7 +132,7 @@ class RabbitTarget implements Target {
     if (s.group === 8) {
       await this.node.stop();
       await this.node.start();
-      await sleep(3000);
+      await sleep(2000);
     }
     return { url: this.node.url, pid: this.node.pid };
   }
@@ -200,6 +200,8 @@ function describe(r: RunRecord, s: Scenario): string {
   return parts.join('; ');
 }
 
+const MIB = 1024 * 1024;
+
 /** The perf tool against its own sink server: max publish and consume rates. */
 async function measureCeiling(base: string, duration: number, logFile: string): Promise<CeilingRow[]> {
   const rows: CeilingRow[] = [];
@@ -210,6 +212,8 @@ async function measureCeiling(base: string, duration: number, logFile: string): 
     { what: 'consume, 16 B, 1 consumer, autoack', size: 16, args: ['--producers', '0', '--consumers', '1', '--autoack'], key: 'consumeRate', note: '' },
     { what: 'consume, 16 B, 1 consumer, prefetch 1000, ack each', size: 16, args: ['--producers', '0', '--consumers', '1', '--prefetch', '1000'], key: 'consumeRate', note: '' },
     { what: 'consume, 1 KiB, 1 consumer, autoack', size: 1024, args: ['--producers', '0', '--consumers', '1', '--autoack'], key: 'consumeRate', note: '' },
+    { what: 'publish, 1 MiB, 1 producer, confirms (window 10)', size: MIB, args: ['--producers', '1', '--consumers', '0', '--size', String(MIB), '--persistent', '--confirm', '10'], key: 'publishRate', note: 'as scenario 6' },
+    { what: 'consume, 1 MiB, 1 consumer, prefetch 10, ack each', size: MIB, args: ['--producers', '0', '--consumers', '1', '--prefetch', '10'], key: 'consumeRate', note: 'as scenario 6; the sink copies 1 MiB per delivery' },
   ];
   for (const c of cases) {
     const port = await freePort();
@@ -261,6 +265,7 @@ async function profile(cfg: Config, base: string, dir: string, logFile: string):
 }
 
 async function main(): Promise<number> {
+  const started = Date.now();
   const cfg = config();
   const root = findRepoRoot();
   const base = mkdtempSync(join(tmpdir(), 'sluice-side-by-side-'));
@@ -314,12 +319,15 @@ async function main(): Promise<number> {
     load: loadavg().map((x) => x.toFixed(2)).join(', '),
     runs: cfg.runs,
     duration: cfg.duration,
-    command: 'npm run bench',
+    command:
+      process.env.BENCH_GIT_SHA !== undefined
+        ? '`npm run bench` in a clean `git archive` export of that commit (so work in progress elsewhere in the tree does not change what runs)'
+        : '`npm run bench`',
+    totalMin: 0,
     rabbitNote,
   };
 
   const results: ScenarioResult[] = [];
-  const started = Date.now();
   let failures = 0;
   try {
     for (const s of cfg.scenarios) {
@@ -340,12 +348,13 @@ async function main(): Promise<number> {
     let ceiling: CeilingRow[] = [];
     if (cfg.ceiling) {
       say('\nperf tool ceiling (sink server):');
-      ceiling = await measureCeiling(base, cfg.smoke ? 1 : Math.min(5, cfg.duration), logFile);
+      ceiling = await measureCeiling(base, cfg.smoke ? 1 : Math.min(3, cfg.duration), logFile);
       if (ceiling.some((c) => c.rate === null)) failures++;
     }
     say(`\n${renderTable(results, rabbit !== null, rabbit?.version ?? null)}\n`);
     for (const v of verdicts(results)) say(`target ${v.holds === null ? '-  ' : v.holds ? 'yes' : 'NO '} ${v.scenario.id} ${v.metric.label}: ${v.target.text}${v.ratio !== null ? ` (${v.ratio.toFixed(2)}×)` : ''}`);
     say(`\nside-by-side: ${((Date.now() - started) / 1000).toFixed(0)} s`);
+    info.totalMin = Math.round((Date.now() - started) / 60_000);
     if (cfg.write) {
       const params = cfg.scenarios.map((s) => `${s.id.padEnd(3)} ${s.args(ctx).join(' ')}`);
       const file = process.env.BENCH_RESULTS_FILE ?? join(root, 'bench', 'RESULTS.md');

@@ -56,7 +56,7 @@ export function formatInterval(
 
 export function formatSummary(r: RunSummary): string {
   const t = r.totals;
-  const secs = r.elapsedMs / 1000;
+  const secs = Math.max(r.elapsedMs / 1000, 1e-3);
   const l = t.latency;
   const lines = [
     `summary: ${secs.toFixed(2)} s against ${r.broker}${r.error !== null ? ` — FAILED: ${r.error}` : ''}`,
@@ -71,7 +71,7 @@ const round3 = (v: number): number | null => (Number.isFinite(v) ? Math.round(v 
 
 export function summaryJson(o: PerfOptions, r: RunSummary): Record<string, unknown> {
   const t = r.totals;
-  const secs = r.elapsedMs / 1000;
+  const secs = Math.max(r.elapsedMs / 1000, 1e-3);
   const l = t.latency;
   return {
     tool: 'sluice perf',

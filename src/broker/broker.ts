@@ -7,30 +7,27 @@ import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
 import {
   FileMetaStore,
-  FileScheduleStore,
-  PriorityQueueStore,
   Storage,
   type MetaStore,
-  type QueueStore,
-  type ScheduledEntry,
   type StorageOptions,
   type StorageRecoveryReport,
   type StoredMessage,
 } from '../storage/mod.js';
 import { BrokerError, accessRefused, notFound, precondition, resourceLocked } from './errors.js';
-import { DedupCache } from './dedup/dedup-cache.js';
-import { DEDUP_HEADER, DEDUP_TTL_HEADER, dedupKey, dedupTtl } from './dedup/dedup-key.js';
-import { Exchange, EXCHANGE_TYPES, bindingId, destKey, validateExchangeArgs, type BindingDefinition, type DestinationKey, type ExchangeDefinition, type ExchangeType, type RoutableMessage } from './exchange/exchange.js';
+import { ExchangeDedup } from './dedup/exchange-dedup.js';
+import { Exchange, EXCHANGE_TYPES, bindingId, validateExchangeArgs, type BindingDefinition, type DestinationKey, type ExchangeDefinition, type ExchangeType } from './exchange/exchange.js';
 import { argsEqual, argType, toJsonSafe } from './json-args.js';
-import type { DeathReason, MessageFormat } from './message-format.js';
-import { encodeStoredMessage, MessageFlags, StoredMessageView, storedBodySize, withStoredProps } from './message.js';
+import type { MessageFormat } from './message-format.js';
+import { encodeStoredMessage, MessageFlags } from './message.js';
 import { Policies, type PolicyDefinition } from './policy/policy.js';
 import type { Consumer, ConsumerSink } from './queue/consumer.js';
 import { checkQueueArgs, fmtArg } from './queue/queue-args.js';
+import { deleteQueueLogs, openQueueStore, queueLogOf } from './queue/queue-logs.js';
 import { resolveQueueSettings } from './queue/queue-settings.js';
 import { NotEnqueued, Queue, type QueueDefinition, type QueueServices } from './queue/queue.js';
-import { ScheduleRunner } from './schedule/schedule-runner.js';
-import { decodeWork, delayGroup, encodeEnqueue, encodeExpire, encodeRoute, EXPIRY_GROUP, retryGroup } from './schedule/scheduled-work.js';
+import { Router } from './routing/router.js';
+import { ScheduledDelivery, type DelayedMessage, type DeliveryHost } from './schedule/scheduled-delivery.js';
+import { deadLetter } from './dead-letter.js';
 import { checkPassword, hashPassword, permits, type PermissionRecord, type UserRecord } from './users.js';
 import { Vhost } from './vhost/vhost.js';
 
@@ -87,35 +84,6 @@ export interface PublishResult {
   rejected: boolean;
 }
 
-/** The message being routed; reused across publishes, headers decoded at most once. */
-class Routable implements RoutableMessage {
-  routingKey = '';
-  props: Buffer = Buffer.alloc(0);
-  #format: MessageFormat;
-  #headers: Record<string, unknown> | undefined = undefined;
-  #decoded = false;
-  constructor(format: MessageFormat) {
-    this.#format = format;
-  }
-  reset(routingKey: string, props: Buffer): this {
-    this.routingKey = routingKey;
-    this.props = props;
-    this.#decoded = false;
-    this.#headers = undefined;
-    return this;
-  }
-  headers(): Record<string, unknown> | undefined {
-    if (!this.#decoded) {
-      this.#headers = this.#format.headers(this.props);
-      this.#decoded = true;
-    }
-    return this.#headers;
-  }
-  property(name: string): unknown {
-    return this.#format.property(this.props, name);
-  }
-}
-
 export interface ConsumeInput {
   queue: string;
   tag: string;
@@ -128,17 +96,6 @@ export interface ConsumeInput {
 }
 
 const qkey = (vhost: string, name: string): string => `${vhost}\u0000${name}`;
-const EMPTY = Buffer.alloc(0);
-const DEDUP_LOG_PREFIX = 'dedup/';
-const dedupLogName = (vhost: string, exchange: string): string => `${DEDUP_LOG_PREFIX}${encodeURIComponent(vhost)}/${encodeURIComponent(exchange)}`;
-/**
- * How far back from the end of each queue's log recovery looks for fire marks. A mark matters
- * only until the done marks of its batch are stored, one commit round later (milliseconds);
- * ten seconds covers rounds stalled by a very slow disk.
- */
-const FIRE_MARK_WINDOW_MS = 10_000;
-/** The level logs of a priority queue are "<logName>#p<level>". */
-const PRIORITY_LEVEL_SUFFIX = /#p\d+$/;
 
 export class Broker {
   readonly storage: Storage;
@@ -151,14 +108,11 @@ export class Broker {
   /** Queues by their incarnation id (store log name), for schedule entries. */
   readonly #queuesById = new Map<string, Queue>();
   readonly #services: QueueServices;
-  readonly #routable: Routable;
-  #delays!: ScheduleRunner;
-  #expiry!: ScheduleRunner;
-  readonly #dedup = new Map<Exchange, DedupCache>();
-  /** Queues fired into by the current batch of delayed entries, with the entry ids. */
-  readonly #firedInto = new Map<Queue, number[]>();
-  /** After an unclean stop: entries that already reached some queues before it (#readFireMarks). */
-  #alreadyFired: Map<number, Set<string>> | null = null;
+  readonly router: Router;
+  #scheduled!: ScheduledDelivery;
+  /** What dead-lettering and scheduled delivery need from the broker. */
+  readonly #delivery: DeliveryHost;
+  readonly #dedup: ExchangeDedup;
   #nextConnectionId = 1;
   #closed = false;
   /** Where errors nobody awaits go (a failed scheduled delivery); the server sets a logger. */
@@ -169,14 +123,24 @@ export class Broker {
     this.meta = meta;
     this.recovery = recovery;
     this.format = opts.format;
-    this.#routable = new Routable(opts.format);
+    this.router = new Router(opts.format);
+    this.#dedup = new ExchangeDedup(storage);
+    this.#delivery = {
+      format: this.format,
+      router: this.router,
+      vhost: (name) => this.#vhosts.get(name),
+      queueById: (id) => this.#queuesById.get(id),
+      queues: () => this.#queuesById.values(),
+      deliverTo: (vh, dests, payload, props, bodySize, flags) => void this.#deliverTo(vh, dests, payload, props, bodySize, flags),
+      onError: (err, what) => this.onError(err, what),
+    };
     this.#loopbackUsers = new Set(opts.loopbackUsers ?? ['guest']);
     this.policies.set((opts.policies ?? []).map((p) => Policies.normalise(p)));
     this.#services = {
       format: opts.format,
       now: Date.now,
-      deadLetter: (q, payload, flags, reason) => this.#deadLetter(q, payload, flags, reason),
-      retry: (q, payload, flags, attempt, delayMs) => this.#retry(q, payload, flags, attempt, delayMs),
+      deadLetter: (q, payload, flags, reason) => deadLetter(this.#delivery, q, payload, flags, reason),
+      retry: (q, payload, flags, attempt, delayMs) => this.#scheduled.retry(q, payload, flags, attempt, delayMs),
       expired: (q) => void this.#deleteQueue(this.#vhosts.get(q.def.vhost)!, q).catch((e: unknown) => this.onError(e, 'queue expiry')),
       unused: (q) => void this.#deleteQueue(this.#vhosts.get(q.def.vhost)!, q).catch((e: unknown) => this.onError(e, 'auto-delete')),
     };
@@ -218,14 +182,12 @@ export class Broker {
       const ex = new Exchange(def);
       vh.exchanges.set(def.name, ex);
       if (ex.dedup !== null) {
-        await this.#openDedup(ex);
-        dedupLogs.add(def.dedupLog ?? dedupLogName(def.vhost, def.name));
+        await this.#dedup.open(ex);
+        dedupLogs.add(ExchangeDedup.logName(ex));
       }
     }
     // Caches of non-durable exchanges go with them.
-    for (const name of this.storage.logNames()) {
-      if (name.startsWith(DEDUP_LOG_PREFIX) && !dedupLogs.has(name)) await this.storage.deleteLog(name);
-    }
+    await this.#dedup.deleteOthers(dedupLogs);
     const keep = new Set<string>();
     const orphaned = new Set<string>();
     for (const def of [...this.meta.all<StoredQueueDef>('queue').values()]) {
@@ -248,54 +210,18 @@ export class Broker {
     }
     // Logs of non-durable queues (and of queues deleted mid-way) do not outlive the broker.
     for (const name of this.storage.logNames()) {
-      if (name.startsWith('queue/') && !keep.has(name.replace(PRIORITY_LEVEL_SUFFIX, ''))) await this.storage.deleteLog(name);
+      if (name.startsWith('queue/') && !keep.has(queueLogOf(name))) await this.storage.deleteLog(name);
     }
-    // Delays and retries must survive kill -9 ('fsync'); expiry entries only save a wait for the
-    // head, so the page cache is enough for them.
-    const delays = await FileScheduleStore.open(this.storage, 'delays', { durability: 'fsync' });
-    const expiry = await FileScheduleStore.open(this.storage, 'expiry', { durability: 'os' });
-    this.#delays = new ScheduleRunner(delays.store, (e) => this.#fireDelay(e));
-    this.#delays.afterBatch = () => this.#markFired();
-    // Entries due before the restart may have fired in the last rounds before a kill -9 with
-    // their done marks lost: the fire marks in the queues say where they already went.
-    const next = delays.store.nextDueAt();
-    if (next !== null && next <= Date.now() + 1000) this.#alreadyFired = await this.#readFireMarks();
-    this.#expiry = new ScheduleRunner(expiry.store, (e) => this.#fireExpiry(e));
-    this.#delays.onError = (e) => this.onError(e, 'delayed delivery');
-    this.#expiry.onError = (e) => this.onError(e, 'message expiry');
-    this.#delays.start();
-    this.#expiry.start();
+    this.#scheduled = await ScheduledDelivery.open(this.storage, this.#delivery);
   }
 
   async #openQueue(def: StoredQueueDef, owner: number | null): Promise<Queue> {
-    const durability = def.durable ? 'fsync' : 'none';
     const settings = resolveQueueSettings(def.args, this.policies.match(def.vhost, 'queues', def.name));
-    let store: QueueStore;
-    let recoveredBelow: number[];
-    if (settings.maxPriority !== undefined && settings.maxPriority > 0) {
-      // One store per level (priority-queue-store.ts); level logs are "<logName>#p<level>".
-      const levels: QueueStore[] = [];
-      recoveredBelow = [];
-      for (let i = 0; i <= settings.maxPriority; i++) {
-        const name = `${def.logName}#p${i}`;
-        levels.push((await this.storage.openQueue(name, { durability })).store);
-        recoveredBelow.push(this.storage.getLog(name)!.nextOffset);
-      }
-      store = new PriorityQueueStore(def.logName, levels);
-    } else {
-      store = (await this.storage.openQueue(def.logName, { durability })).store;
-      recoveredBelow = [this.storage.getLog(def.logName)!.nextOffset];
-    }
+    const { store, recoveredBelow } = await openQueueStore(this.storage, def.logName, def.durable, settings);
     const q = new Queue(def, def.logName, store, settings, this.#services, owner, recoveredBelow);
     await q.recover();
     this.#queuesById.set(q.id, q);
     return q;
-  }
-
-  async #deleteQueueLogs(logName: string): Promise<void> {
-    for (const name of this.storage.logNames()) {
-      if (name === logName || name.startsWith(`${logName}#p`)) await this.storage.deleteLog(name);
-    }
   }
 
   // ---- users and access
@@ -413,14 +339,11 @@ export class Broker {
     const ex = new Exchange(def);
     if (ex.dedup !== null) {
       // Each incarnation has its own cache log, so a delete racing a redeclare cannot share one.
-      def.dedupLog = `${dedupLogName(vhost, def.name)}/${Date.now().toString(36)}${randomBytes(3).toString('hex')}`;
-      await this.#openDedup(ex);
+      def.dedupLog = ExchangeDedup.newLogName(vhost, def.name);
+      await this.#dedup.open(ex);
       if (vh.exchanges.has(def.name)) {
         // A concurrent declare won while the cache opened.
-        const cache = this.#dedup.get(ex)!;
-        this.#dedup.delete(ex);
-        await cache.close();
-        await DedupCache.delete(this.storage, def.dedupLog);
+        await this.#dedup.remove(ex);
         return;
       }
     }
@@ -450,21 +373,9 @@ export class Broker {
     await this.#removeExchange(vh, ex);
   }
 
-  /** The deduplication cache of an exchange that asks for one (kept on disk across restarts). */
-  async #openDedup(ex: Exchange): Promise<void> {
-    const opts = ex.dedup!;
-    const log = ex.def.dedupLog ?? dedupLogName(ex.def.vhost, ex.name);
-    this.#dedup.set(ex, await DedupCache.open(this.storage, log, { size: opts.size, ttlMs: opts.ttlMs }));
-  }
-
   async #removeExchange(vh: Vhost, ex: Exchange): Promise<void> {
     vh.exchanges.delete(ex.name);
-    const cache = this.#dedup.get(ex);
-    if (cache !== undefined) {
-      this.#dedup.delete(ex);
-      await cache.close();
-      await DedupCache.delete(this.storage, ex.def.dedupLog ?? dedupLogName(vh.name, ex.name));
-    }
+    await this.#dedup.remove(ex);
     const work: Promise<void>[] = [];
     for (const b of ex.bindings.values()) work.push(this.meta.delete('binding', bindingId(b)));
     for (const b of this.#bindingsTo(vh, 'exchange', ex.name)) work.push(this.#unbindRaw(vh, b));
@@ -569,7 +480,7 @@ export class Broker {
       q.markDeleted();
       this.#queuesById.delete(q.id);
       await q.store.close();
-      await this.#deleteQueueLogs(def.logName);
+      await deleteQueueLogs(this.storage, def.logName);
       return { name, messageCount: raced.messageCount, consumerCount: raced.consumerCount };
     }
     vh.queues.set(name, q);
@@ -588,7 +499,7 @@ export class Broker {
         q.markDeleted();
         this.#queuesById.delete(q.id);
         // Not awaited: closing may wait on a flush the full disk cannot take.
-        void q.store.close().then(() => this.#deleteQueueLogs(def.logName)).catch(() => undefined);
+        void q.store.close().then(() => deleteQueueLogs(this.storage, def.logName)).catch(() => undefined);
         throw err;
       }
     }
@@ -634,7 +545,7 @@ export class Broker {
     this.#queuesById.delete(q.id);
     await Promise.all(work);
     await q.store.close();
-    await this.#deleteQueueLogs((q.def as StoredQueueDef).logName);
+    await deleteQueueLogs(this.storage, (q.def as StoredQueueDef).logName);
     return count;
   }
 
@@ -662,23 +573,23 @@ export class Broker {
     if (ex.def.internal) throw accessRefused(`cannot publish to internal exchange '${input.exchange}' in vhost '${vhost}'`);
     this.#check(user, vhost, 'write', 'exchange', input.exchange);
     const flags = input.persistent ? MessageFlags.PERSISTENT : 0;
-    const msg = this.#routable.reset(input.routingKey, input.props);
+    const msg = this.router.message(input.routingKey, input.props);
     // A new key is recorded on disk: a persistent message's confirm waits for it too.
-    if (ex.dedup !== null && this.#isDuplicate(ex, msg)) return { routed: 0, needsFlush: false, rejected: false };
+    if (ex.dedup !== null && this.#dedup.isDuplicate(ex, msg)) return { routed: 0, needsFlush: false, rejected: false };
     const dedupFlush = ex.dedup !== null && input.persistent;
     if (ex.delayed) {
       const delay = Number(this.format.header(input.props, 'x-delay') ?? 0);
       if (delay > 0) {
         const payload = encodeStoredMessage(input.exchange, input.routingKey, input.props, input.body);
-        this.#delays.add(Date.now() + delay, delayGroup(vhost, input.exchange), encodeRoute(flags, vhost, payload));
+        this.#scheduled.delay(Date.now() + delay, vhost, input.exchange, flags, payload);
         return { routed: 1, needsFlush: input.persistent, rejected: false };
       }
     }
-    let dests = this.#route(vh, ex, msg);
+    let dests = this.router.route(vh, ex, msg);
     let props = input.props;
     const sender = this.format.senderKeys(props);
     if (sender !== undefined) {
-      dests = this.#routeKeys(vh, ex, dests, [...sender.cc, ...sender.bcc], props);
+      dests = this.router.routeKeys(vh, ex, dests, [...sender.cc, ...sender.bcc], props);
       if (sender.bcc.length > 0) props = this.format.withoutHeader(props, 'BCC');
     }
     if (dests.size === 0) return { routed: 0, needsFlush: dedupFlush, rejected: false };
@@ -686,27 +597,6 @@ export class Broker {
     const r = this.#deliverTo(vh, dests, payload, props, input.body.length, flags);
     if (dedupFlush) r.needsFlush = true;
     return r;
-  }
-
-  /**
-   * rabbitmq-message-deduplication: the key is the x-deduplication-header header (Sluice also
-   * takes the message id when it is absent); a key seen within the cache's TTL is a duplicate
-   * and the message is not routed. x-cache-ttl on the message overrides the TTL.
-   */
-  #isDuplicate(ex: Exchange, msg: Routable): boolean {
-    const cache = this.#dedup.get(ex);
-    if (cache === undefined) return false;
-    const h = msg.headers();
-    const key = dedupKey(h?.[DEDUP_HEADER] ?? msg.property('message_id'));
-    if (key === null) return false;
-    return cache.seen(key, Date.now(), dedupTtl(h?.[DEDUP_TTL_HEADER]));
-  }
-
-  /** `dests` plus what the extra routing keys (CC, BCC) reach. */
-  #routeKeys(vh: Vhost, ex: Exchange, dests: Set<DestinationKey>, keys: string[], props: Buffer): Set<DestinationKey> {
-    const all = new Set(dests);
-    for (const k of keys) for (const d of this.#route(vh, ex, new Routable(this.format).reset(k, props), true)) all.add(d);
-    return all;
   }
 
   /** Stores a routed message in each destination queue. */
@@ -737,205 +627,22 @@ export class Broker {
       }
       if (persistent && q.def.durable) needsFlush = true;
       if (expiresIn >= 0 && (q.settings.messageTtl === undefined || expiresIn < q.settings.messageTtl)) {
-        this.#expiry.add(now + expiresIn, EXPIRY_GROUP, encodeExpire(q.id, ref));
+        this.#scheduled.expire(now + expiresIn, q, ref);
       }
     }
     return { routed, needsFlush, rejected };
   }
 
-  // Reused across publishes so routing allocates nothing per message.
-  readonly #routeOut = new Set<DestinationKey>();
-  readonly #routeFound = new Set<DestinationKey>();
-  readonly #routeSeen = new Set<Exchange>();
-  readonly #routePending: Exchange[] = [];
-
-  /**
-   * The queues `msg` reaches from `ex`. `fresh` routes with sets of its own: dead-lettering
-   * runs inside a publish's delivery loop (drop-head), which still iterates the shared ones.
-   */
-  #route(vh: Vhost, ex: Exchange, msg: RoutableMessage, fresh = false): Set<DestinationKey> {
-    const out = fresh ? new Set<DestinationKey>() : this.#routeOut;
-    const found = fresh ? new Set<DestinationKey>() : this.#routeFound;
-    const seen = fresh ? new Set<Exchange>() : this.#routeSeen;
-    const pending: Exchange[] = fresh ? [] : this.#routePending;
-    out.clear();
-    seen.clear();
-    seen.add(ex);
-    pending.push(ex);
-    // Exchange-to-exchange bindings and alternate exchanges: each exchange is visited once (loop-safe).
-    while (pending.length > 0) {
-      const e = pending.pop()!;
-      found.clear();
-      e.route(msg, found);
-      if (found.size === 0 && e.def.args['alternate-exchange'] !== undefined) {
-        const ae = vh.exchanges.get(String(e.def.args['alternate-exchange']));
-        if (ae !== undefined && !seen.has(ae)) {
-          seen.add(ae);
-          pending.push(ae);
-        }
-      }
-      for (const k of found) {
-        if (k.charCodeAt(0) === 113 /* q */) out.add(k);
-        else {
-          const next = vh.exchanges.get(k.slice(2));
-          if (next !== undefined && !seen.has(next)) {
-            seen.add(next);
-            pending.push(next);
-          }
-        }
-      }
-    }
-    return out;
-  }
-
-  // ---- dead-lettering, retries, delays, expiry
-
-  /**
-   * Republishes a message that left `q` unconsumed to the queue's dead-letter exchange, with
-   * x-death updated (rabbit_dead_letter). At most once, as in RabbitMQ: no confirm covers it.
-   * A cycle with no rejection in it (expired → same queue) drops the message for that queue.
-   */
-  #deadLetter(q: Queue, payload: Buffer, flags: number, reason: DeathReason): void {
-    const dlx = q.settings.deadLetterExchange;
-    if (dlx === undefined) return;
-    const vh = this.#vhosts.get(q.def.vhost);
-    const ex = vh?.exchanges.get(dlx);
-    if (vh === undefined || ex === undefined) return; // RabbitMQ drops it too
-    const v = new StoredMessageView().parse(payload);
-    const cc = this.format.senderKeys(v.props)?.cc ?? [];
-    const routingKey = q.settings.deadLetterRoutingKey ?? v.routingKey;
-    const props = this.format.deadLettered(v.props, { queue: q.name, reason, exchange: v.exchange, routingKeys: [v.routingKey, ...cc], time: Date.now() });
-    let dests = this.#route(vh, ex, new Routable(this.format).reset(routingKey, props), true);
-    // Without a dead-letter routing key the message keeps all its keys, CC included.
-    if (q.settings.deadLetterRoutingKey === undefined && cc.length > 0) dests = this.#routeKeys(vh, ex, dests, cc, props);
-    if (reason !== 'rejected') {
-      const deaths = this.format.deaths(props);
-      for (const key of [...dests]) if (isCycle(key.slice(2), deaths)) dests.delete(key);
-    }
-    if (dests.size === 0) return;
-    const body = v.body;
-    const out = encodeStoredMessage(dlx, routingKey, props, body);
-    try {
-      this.#deliverTo(vh, dests, out, props, body.length, flags & MessageFlags.PERSISTENT);
-    } catch (err) {
-      this.onError(err, 'dead-lettering');
-    }
-  }
-
-  /** x-retry-delays: the message comes back to `q` after `delayMs`, counting the attempt in x-retry-count. */
-  #retry(q: Queue, payload: Buffer, flags: number, attempt: number, delayMs: number): void {
-    const props = new StoredMessageView().parse(payload).props;
-    const again = withStoredProps(payload, this.format.withIntHeader(props, 'x-retry-count', attempt));
-    this.#delays.add(Date.now() + delayMs, retryGroup(q.def.vhost, q.name), encodeEnqueue(flags & MessageFlags.PERSISTENT, q.def.vhost, q.name, again));
-  }
-
-  /**
-   * Fires a delayed message or a retry. Exactly once across kill -9: after the fired copies,
-   * each queue gets a fire mark naming the entries (#markFired), in the same log, so it is on
-   * disk only if the copies before it are. The schedule's done mark comes a round later; if the
-   * process dies in between, the entry is due again after restart, and the marks found in the
-   * queues' tails (#readFireMarks) say which queues already hold it.
-   */
-  #fireDelay(e: ScheduledEntry): void {
-    const w = decodeWork(e.payload);
-    if (w === null || w.kind === 3) return;
-    const vh = this.#vhosts.get(w.vhost);
-    if (vh === undefined) return;
-    const v = new StoredMessageView().parse(w.message);
-    const props = v.props;
-    const skip = this.#alreadyFired?.get(e.id);
-    let dests: Set<DestinationKey>;
-    if (w.kind === 1) {
-      const ex = vh.exchanges.get(v.exchange);
-      if (ex === undefined) return; // deleted while the message waited: dropped, as the plugin does
-      dests = this.#route(vh, ex, new Routable(this.format).reset(v.routingKey, props), true);
-    } else {
-      dests = new Set([destKey('queue', w.queue)]);
-    }
-    for (const key of dests) {
-      const q = vh.queues.get(key.slice(2));
-      if (q === undefined || skip?.has(q.id)) {
-        dests.delete(key);
-        continue;
-      }
-      let ids = this.#firedInto.get(q);
-      if (ids === undefined) this.#firedInto.set(q, (ids = []));
-      ids.push(e.id);
-    }
-    if (dests.size > 0) this.#deliverTo(vh, dests, w.message, props, v.bodySize, w.flags);
-  }
-
-  /** Appends a fire mark to each queue fired into by the last batch; drops them once the done marks are stored. */
-  #markFired(): void {
-    if (this.#firedInto.size === 0) return;
-    const marks: Array<[Queue, number]> = [];
-    const now = Date.now();
-    for (const [q, ids] of this.#firedInto) {
-      if (q.deleted) continue;
-      const body = Buffer.allocUnsafe(ids.length * 8);
-      for (let i = 0; i < ids.length; i++) body.writeDoubleBE(ids[i]!, i * 8);
-      marks.push([q, q.store.enqueue(encodeStoredMessage('', '', EMPTY, body), now, MessageFlags.FIRE_MARK)]);
-    }
-    this.#firedInto.clear();
-    // The done marks of this batch are stored once a flush started now has completed.
-    void this.#delays.store.flushed().then(
-      () => {
-        for (const [q, ref] of marks) if (!q.deleted) q.store.discard(ref);
-      },
-      () => undefined,
-    );
-  }
-
-  /** Entry id → ids of the queues whose tail holds a fire mark naming it. */
-  async #readFireMarks(): Promise<Map<number, Set<string>>> {
-    const fired = new Map<number, Set<string>>();
-    for (const q of this.#queuesById.values()) {
-      if (!q.def.durable) continue;
-      const refs: number[] = [];
-      await q.store.forEachInTail(FIRE_MARK_WINDOW_MS, (payload, ref, flags) => {
-        if ((flags & MessageFlags.FIRE_MARK) === 0) return;
-        refs.push(ref);
-        const body = new StoredMessageView().parse(payload).body;
-        for (let p = 0; p + 8 <= body.length; p += 8) {
-          const id = body.readDoubleBE(p);
-          let s = fired.get(id);
-          if (s === undefined) fired.set(id, (s = new Set()));
-          s.add(q.id);
-        }
-      });
-      // Read even once acked, so they need not stay in the queue (and its message count).
-      for (const ref of refs) q.store.discard(ref);
-    }
-    return fired;
-  }
-
-  #fireExpiry(e: ScheduledEntry): void {
-    const w = decodeWork(e.payload);
-    if (w === null || w.kind !== 3) return;
-    this.#queuesById.get(w.queueId)?.expireRef(w.ref);
-  }
+  // ---- delayed messages
 
   /** Pending delayed messages per exchange of `vhost` (x-delayed-message). */
   delayedCounts(vhost: string): Map<string, number> {
-    const out = new Map<string, number>();
-    const prefix = delayGroup(vhost, '');
-    for (const [group, n] of this.#delays.store.groupCounts()) {
-      if (group.startsWith(prefix)) out.set(group.slice(prefix.length), n);
-    }
-    return out;
+    return this.#scheduled.delayedCounts(vhost);
   }
 
   /** Pending delayed messages of one exchange, in due order (browsing). */
-  async browseDelayed(vhost: string, exchange: string, limit = 100): Promise<Array<{ dueAt: number; routingKey: string; body: Buffer; props: Buffer }>> {
-    const entries = await this.#delays.store.browse({ group: delayGroup(vhost, exchange), limit });
-    const out: Array<{ dueAt: number; routingKey: string; body: Buffer; props: Buffer }> = [];
-    for (const e of entries) {
-      const w = decodeWork(e.payload);
-      if (w === null || w.kind !== 1) continue;
-      const v = new StoredMessageView().parse(w.message);
-      out.push({ dueAt: e.dueAt, routingKey: v.routingKey, body: v.body, props: v.props });
-    }
-    return out;
+  browseDelayed(vhost: string, exchange: string, limit = 100): Promise<DelayedMessage[]> {
+    return this.#scheduled.browseDelayed(vhost, exchange, limit);
   }
 
   /** Resolves when every message published so far is stored per its queue's durability. */
@@ -965,11 +672,6 @@ export class Broker {
     c.queue.removeConsumer(c);
   }
 
-  /** Applies config-file policies again (queues pick them up when they next open). */
-  setPolicies(defs: Array<Partial<PolicyDefinition> & Record<string, unknown>>): void {
-    this.policies.set(defs.map((p) => Policies.normalise(p)));
-  }
-
   async get(user: string, vhost: string, queue: string, connectionId: number): Promise<{ queue: Queue; msg: StoredMessage } | null> {
     const q = this.queue(user, vhost, queue, connectionId, 'read');
     const msg = await q.get();
@@ -979,9 +681,8 @@ export class Broker {
   async close(): Promise<void> {
     if (this.#closed) return;
     this.#closed = true;
-    await this.#delays?.close();
-    await this.#expiry?.close();
-    for (const cache of this.#dedup.values()) await cache.close();
+    await this.#scheduled?.close();
+    await this.#dedup.close();
     for (const vh of this.#vhosts.values()) {
       for (const q of vh.queues.values()) {
         q.markDeleted();
@@ -994,14 +695,3 @@ export class Broker {
 }
 
 
-/**
- * rabbit_dead_letter:is_cycle: the target queue is in the x-death history and every death
- * since it (and that one) was automatic, not a rejection.
- */
-function isCycle(queue: string, deaths: Array<{ queue: string; reason: string }>): boolean {
-  for (const d of deaths) {
-    if (d.reason === 'rejected') return false;
-    if (d.queue === queue) return true;
-  }
-  return false;
-}

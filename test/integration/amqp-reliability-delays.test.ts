@@ -96,9 +96,13 @@ describe('reliability: delayed delivery and retry with backoff', () => {
       s.ch.publish(x, 'k', Buffer.from('later'), { headers: { 'x-delay': 400 } });
       await s.ch.waitForConfirms();
       assert.equal(await messageCount(s.ch, q), 0);
-      // The broker keeps a per-exchange count of pending delayed messages; there is no AMQP
-      // method for it. When it is wired, check it here through target.broker (1 now, 0 after).
+      // No AMQP method shows pending delayed messages: the broker API counts and lists them.
+      const broker = target.broker!.broker;
+      assert.equal(broker.delayedCounts('/').get(x), 1);
+      const pending = await broker.browseDelayed('/', x);
+      assert.deepEqual(pending.map((m) => [m.routingKey, m.body.toString()]), [['k', 'later']]);
       await waitFor(async () => (await messageCount(s.ch, q)) === 1, 5000, 'delivery after the delay');
+      assert.equal(broker.delayedCounts('/').get(x), undefined);
     });
 
     test('without x-delay (or with 0) a message is routed at once, ahead of earlier delayed ones', async (t) => {

@@ -16,7 +16,6 @@ export class ScheduleRunner {
   #timer: NodeJS.Timeout | null = null;
   #timerAt = Infinity;
   #running = false;
-  #again = false;
   #closed = false;
   /** Called after each batch of fire() calls and their done() marks. */
   afterBatch: () => void = () => undefined;
@@ -42,10 +41,7 @@ export class ScheduleRunner {
 
   #arm(): void {
     if (this.#closed) return;
-    if (this.#running) {
-      this.#again = true;
-      return;
-    }
+    if (this.#running) return; // #run arms again when it ends
     const next = this.store.nextDueAt();
     if (next === null) return;
     if (this.#timer !== null) {
@@ -91,7 +87,6 @@ export class ScheduleRunner {
       this.onError(err);
     } finally {
       this.#running = false;
-      this.#again = false;
       if (failed) setTimeout(() => this.#arm(), 1000).unref();
       else this.#arm();
     }

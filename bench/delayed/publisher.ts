@@ -4,7 +4,7 @@
  * held up by it.
  *
  * Message i is due at dueAt[i] (ms since epoch, chosen by the main thread) and is published with
- * x-delay = round(dueAt − now) at the moment it is handed to amqplib. Body (bodySize bytes):
+ * x-delay = round(dueAt − now) at the moment it is handed to amqplib (or x-deliver-at = dueAt). Body (bodySize bytes):
  *   dueAt:f64le seq:u32le flags:u8 filler…    flags bit 0: published at or after its due time
  * Confirms: one confirm channel per connection, at most `window / connections` unconfirmed
  * on each. confirmed[i] is set to 1 on ack and 2 on nack (shared with the main thread).
@@ -26,6 +26,8 @@ export interface PublisherInput {
   /** SharedArrayBuffer of count f64: when its confirm arrived (ms since epoch). */
   confirmedAt: SharedArrayBuffer;
   window: number;
+  /** 'delay': header x-delay = dueAt − now; 'at': header x-deliver-at = dueAt. */
+  dueHeader: 'delay' | 'at';
   connections: number;
   bodySize: number;
 }
@@ -91,7 +93,7 @@ async function publishOn(url: string, next: () => number, windowPerChannel: numb
       sentAt[seq] = now;
       outstanding++;
       counters.sent++;
-      const ok = ch.publish(input.exchange, input.routingKey, content, { persistent: true, headers: { 'x-delay': delay } }, (err) => {
+      const ok = ch.publish(input.exchange, input.routingKey, content, { persistent: true, headers: input.dueHeader === 'at' ? { 'x-deliver-at': Math.ceil(due) } : { 'x-delay': delay } }, (err) => {
         outstanding--;
         if (err) {
           confirmed[seq] = 2;

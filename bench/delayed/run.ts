@@ -3,6 +3,7 @@
  *
  *   node dist/bench/delayed/run.js [scale|kill|kill-idle|all] [--count N] [--kill-count N]
  *        [--runs N] [--window N] [--connections N] [--prefetch N] [--order random|due] [--dump FILE]
+ *        [--due-header delay|at]
  *
  * scale      the broker as a child process; `count` (1,000,000) persistent messages with
  *            confirms, each due at T0 + uniform[10 s, 70 s]; one consumer records lateness =
@@ -49,6 +50,7 @@ const { values, positionals } = parseArgs({
     prefetch: { type: 'string' },
     dump: { type: 'string' },
     order: { type: 'string' },
+    'due-header': { type: 'string' },
   },
 });
 const mode = positionals[0] ?? 'all';
@@ -56,6 +58,12 @@ const COUNT = Number(values.count ?? 1_000_000);
 const KILL_COUNT = Number(values['kill-count'] ?? 200_000);
 const RUNS = Number(values.runs ?? 3);
 const WINDOW = Number(values.window ?? 5000);
+/**
+ * 'delay' (default): x-delay = dueAt − send time, so the broker's due time also holds the time
+ * the publish spent queued before the broker read it (up to the confirm latency), and lateness
+ * counts it. 'at': x-deliver-at = dueAt, the exact due time, so lateness is the broker's own.
+ */
+const DUE_HEADER = values['due-header'] === 'at' ? 'at' : 'delay';
 const CONNECTIONS = Number(values.connections ?? 2);
 const PREFETCH = Number(values.prefetch ?? 1000);
 /** 'random' (default): seqs are published in an order unrelated to their due times; 'due': in due order. */
@@ -110,6 +118,7 @@ function publish(url: string, count: number, t0: number, minMs: number, maxMs: n
     sentAt: sentBuf,
     confirmedAt: confAtBuf,
     window: WINDOW,
+    dueHeader: DUE_HEADER,
     connections: CONNECTIONS,
     bodySize: BODY_SIZE,
   };
@@ -199,6 +208,7 @@ async function scale(count: number): Promise<Record<string, unknown>> {
     scenario: 'delayed-scale',
     count,
     order: ORDER,
+    dueHeader: DUE_HEADER,
     window: WINDOW,
     connections: CONNECTIONS,
     prefetch: PREFETCH,

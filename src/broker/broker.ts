@@ -578,10 +578,10 @@ export class Broker {
     if (ex.dedup !== null && this.#dedup.isDuplicate(ex, msg)) return { routed: 0, needsFlush: false, rejected: false };
     const dedupFlush = ex.dedup !== null && input.persistent;
     if (ex.delayed) {
-      const delay = Number(this.format.header(input.props, 'x-delay') ?? 0);
-      if (delay > 0) {
+      const dueAt = this.#delayedDueAt(input.props);
+      if (dueAt > Date.now()) {
         const payload = encodeStoredMessage(input.exchange, input.routingKey, input.props, input.body);
-        this.#scheduled.delay(Date.now() + delay, vhost, input.exchange, flags, payload);
+        this.#scheduled.delay(dueAt, vhost, input.exchange, flags, payload);
         return { routed: 1, needsFlush: input.persistent, rejected: false };
       }
     }
@@ -646,6 +646,21 @@ export class Broker {
   }
 
   /** Resolves when every message published so far is stored per its queue's durability. */
+  /**
+   * When a message published to a delayed exchange is due: `x-deliver-at` (ms since the epoch,
+   * Sluice's absolute form, as RocketMQ's delivery timestamp) or else now + `x-delay` (ms, as
+   * RabbitMQ's plugin). Not a finite number → now.
+   */
+  #delayedDueAt(props: Buffer): number {
+    const at = this.format.header(props, 'x-deliver-at');
+    if (at !== undefined) {
+      const t = Number(at);
+      return Number.isFinite(t) ? t : 0;
+    }
+    const delay = Number(this.format.header(props, 'x-delay') ?? 0);
+    return Number.isFinite(delay) ? Date.now() + delay : 0;
+  }
+
   flushed(): Promise<void> {
     return this.storage.committer.flushed();
   }

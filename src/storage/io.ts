@@ -57,6 +57,14 @@ export function readAt(fd: number, buf: Buffer, bufOffset: number, length: numbe
   );
 }
 
+/**
+ * Synchronous positional read, for small reads that the page cache almost always serves: a
+ * few microseconds inline against 10-80 us for a thread-pool round trip.
+ */
+export function readAtSync(fd: number, buf: Buffer, bufOffset: number, length: number, position: number): number {
+  return fs.readSync(fd, buf, bufOffset, length, position);
+}
+
 export function datasync(fd: number): Promise<void> {
   return new Promise((resolve, reject) => fs.fdatasync(fd, (err) => (err ? reject(err) : resolve())));
 }

@@ -153,6 +153,64 @@ describe('durability under kill -9', () => {
     console.log(`kill9: ${rounds.join('; ')}; recovered ${messageCount} (${seen.size} distinct, ${redelivered} redelivered) of ${confirmed.size} confirmed`);
   });
 
+  test('messages delivered but not acked before kill -9 come back with redelivered=true; never-delivered ones without it', { timeout: 30_000 }, async () => {
+    const d = tempDataDir('sluice-kill9-redeliv-');
+    let p = await spawnCliBroker(d, CLI);
+    const N = 5000;
+    const q = 'redeliv-kill9';
+    try {
+      const c = await amqp.connect(p.url);
+      c.on('error', () => undefined);
+      const ch = await c.createConfirmChannel();
+      await ch.assertQueue(q, { durable: true });
+      for (let i = 0; i < N; i++) ch.sendToQueue(q, Buffer.from(String(i)), { persistent: true });
+      await ch.waitForConfirms();
+      // Take the first 300 and ack 100 of them; 200 stay delivered and unacked.
+      const cch = await c.createChannel();
+      await cch.prefetch(300);
+      const taken: amqp.ConsumeMessage[] = [];
+      await new Promise<void>((resolve) => {
+        void cch.consume(q, (m) => {
+          if (m === null) return;
+          taken.push(m);
+          if (taken.length === 300) resolve();
+        });
+      });
+      for (const m of taken.slice(0, 100)) cch.ack(m);
+      // The acks are processed in order with what follows on the channel.
+      await cch.checkQueue(q);
+      await new Promise((r) => setTimeout(r, 200)); // an ack round (page cache only, like the mark)
+      p.child.kill('SIGKILL');
+      await p.exited;
+      await closeQuietly(c);
+
+      p = await spawnCliBroker(d, CLI);
+      const c2 = await amqp.connect(p.url);
+      c2.on('error', () => undefined);
+      const ch2 = await c2.createChannel();
+      const { messageCount } = await ch2.checkQueue(q);
+      assert.equal(messageCount, N - 100);
+      const flags = new Map<number, boolean>();
+      await ch2.prefetch(1000);
+      await new Promise<void>((resolve) => {
+        void ch2.consume(q, (m) => {
+          if (m === null) return;
+          flags.set(Number(m.content.toString()), m.fields.redelivered);
+          ch2.ack(m);
+          if (flags.size === N - 100) resolve();
+        });
+      });
+      for (let i = 100; i < 300; i++) assert.equal(flags.get(i), true, `seq ${i} was delivered before the kill: redelivered`);
+      // The mark is reserved a little ahead of the deliveries; far past it nothing is flagged.
+      for (let i = 2000; i < N; i++) assert.equal(flags.get(i), false, `seq ${i} was never delivered`);
+      await closeQuietly(c2);
+    } finally {
+      p.child.kill('SIGKILL');
+      await p.exited;
+      removeDir(d);
+    }
+  });
+
   test('an exclusive durable queue does not outlive its connection across kill -9', { timeout: 30_000 }, async () => {
     const d = tempDataDir('sluice-kill9-excl-');
     let p = await spawnCliBroker(d, CLI);

@@ -118,6 +118,23 @@ describe('reliability: delayed delivery and retry with backoff', () => {
       assert.ok(got[1]!.at - t0 < 250, `immediate ones took ${(got[1]!.at - t0).toFixed(0)} ms`);
     });
 
+    test('x-deliver-at (ms since the epoch) schedules at an absolute time, wins over x-delay, and a past time routes at once', async (t) => {
+      if (skip(t)) return;
+      const s = await Scope.open(t, target);
+      const { x, got } = await delayedSetup(s, 'direct');
+      const t0 = now();
+      const wall = Date.now();
+      s.ch.publish(x, 'k', Buffer.from('at+400'), { headers: { 'x-deliver-at': wall + 400, 'x-delay': 50 } });
+      s.ch.publish(x, 'k', Buffer.from('at+150'), { headers: { 'x-deliver-at': wall + 150 } });
+      s.ch.publish(x, 'k', Buffer.from('past'), { headers: { 'x-deliver-at': wall - 60_000 } });
+      await waitFor(() => got.length === 3, 5000, 'deliveries');
+      assert.deepEqual(texts(got), ['past', 'at+150', 'at+400']);
+      assert.ok(got[0]!.at - t0 < 140, `the past one took ${(got[0]!.at - t0).toFixed(0)} ms`);
+      assertNotEarly(got[1]!.at, t0, 150, 'at+150');
+      assertNotEarly(got[2]!.at, t0, 400, 'at+400 (x-delay 50 ignored)');
+      assertNotLate(got[2]!.at, t0, 400, 'at+400');
+    });
+
     test('properties and headers are kept', async (t) => {
       if (skip(t)) return;
       const s = await Scope.open(t, target);

@@ -8,7 +8,7 @@
  */
 import { readdir, rename, rm, stat } from 'node:fs/promises';
 import { CorruptSegment, SluiceError } from '../../common/mod.js';
-import { datasync, readAt, truncateFd, writevAt, writevAtSync, openFile, fsyncDir } from '../io.js';
+import { datasync, readAt, readAtSync, truncateFd, writevAt, writevAtSync, openFile, fsyncDir } from '../io.js';
 import type { Durability } from '../durability/policy.js';
 import type { GroupCommitter, RoundParticipant } from '../durability/group-commit.js';
 import type { JournalBatch } from '../durability/journal.js';
@@ -465,6 +465,48 @@ export class SegmentLog implements RoundParticipant {
       want = Math.max(maxBytes, 4096);
     }
     return out;
+  }
+
+  /**
+   * Reads the record at `offset` without leaving the thread, when that is safe and cheap: the
+   * record is written, its segment's index is in memory and its descriptor open (a segment
+   * whose fd is open now cannot be closed before this returns). The payload is a view of
+   * `scratch` (or of a larger buffer when the record does not fit), valid until the next call.
+   * Returns null when the record is not stored, undefined when the caller must use read().
+   */
+  readSync(offset: number, scratch: Buffer): LogRecord | null | undefined {
+    if (offset >= this.#writtenOffset) return offset >= this.#nextOffset ? null : undefined;
+    const seg = this.#find(offset);
+    if (seg === null) return null;
+    if (seg.fd < 0 || seg.removed) return undefined;
+    let pos = seg.floorPositionSync(offset);
+    if (pos < 0) return undefined;
+    // Every record before `offset` in the segment is written, so the scan never parses unwritten bytes.
+    const limit = seg.size;
+    let buf = scratch;
+    while (pos < limit) {
+      const n = readAtSync(seg.fd, buf, 0, Math.min(buf.length, limit - pos), pos);
+      let p = 0;
+      for (;;) {
+        const check = checkRecord(buf, p, n);
+        if (check === RecordCheck.SHORT) break;
+        if (check !== RecordCheck.OK) throw new CorruptSegment(seg.path, pos + p, 'record failed validation on read');
+        const off = recordOffset(buf, p);
+        if (off === offset) {
+          return { offset: off, ts: recordTimestamp(buf, p), flags: recordFlags(buf, p), type: recordType(buf, p), payload: recordPayload(buf, p) };
+        }
+        if (off > offset) return null;
+        p += recordLength(buf, p);
+      }
+      if (p === 0) {
+        // The next record is larger than the buffer: read exactly it.
+        if (n < 4) return undefined;
+        buf = Buffer.allocUnsafe(buf.readUInt32LE(0) + 4);
+        continue;
+      }
+      pos += p;
+    }
+    return null;
   }
 
   /** End position of what is written in `seg`: the whole segment unless the round is still writing it. */

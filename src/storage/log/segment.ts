@@ -118,6 +118,12 @@ export class Segment {
   /** Position of the last indexed record at or before `offset` (the scan for it starts there). */
   async floorPosition(offset: number): Promise<number> {
     if (!this.#indexLoaded) await this.loadIndex();
+    return this.floorPositionSync(offset);
+  }
+
+  /** floorPosition() without waiting: -1 while the index is not loaded. */
+  floorPositionSync(offset: number): number {
+    if (!this.#indexLoaded) return -1;
     const rel = offset - this.base;
     let lo = 0;
     let hi = this.#idxCount - 1;

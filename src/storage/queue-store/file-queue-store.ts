@@ -18,6 +18,7 @@ import type { RoundParticipant, GroupCommitter } from '../durability/group-commi
 import type { JournalBatch } from '../durability/journal.js';
 import type { SegmentLog } from '../log/segment-log.js';
 import { ackFileName, SegmentAcks } from './ack-file.js';
+import { DeliveredMark } from './delivered-mark.js';
 import type { QueueStore, QueueStoreStats, StoredMessage } from './queue-store.js';
 
 export interface QueueStoreOptions {
@@ -60,6 +61,7 @@ export class FileQueueStore implements QueueStore, RoundParticipant {
   #dirtyAcks: SegmentAcks[] = [];
   #reclaimable: number[] = [];
   #closed = false;
+  readonly #delivered: DeliveredMark;
 
   private constructor(log: SegmentLog, committer: GroupCommitter, opts: QueueStoreOptions) {
     this.name = log.name;
@@ -68,6 +70,7 @@ export class FileQueueStore implements QueueStore, RoundParticipant {
     this.#windowBytes = opts.memoryWindowBytes ?? 1024 * 1024;
     this.#readAhead = opts.readAheadBytes ?? 256 * 1024;
     this.#diskCursor = log.startOffset;
+    this.#delivered = new DeliveredMark(log.dir, log.nextOffset);
   }
 
   static async open(
@@ -203,6 +206,7 @@ export class FileQueueStore implements QueueStore, RoundParticipant {
         this.#windowHead = 0;
       }
       if (this.#isAcked(m.ref)) continue; // discarded while waiting
+      this.#delivered.delivering(m.ref);
       this.#unacked++;
       this.#handedOut.add(m.ref);
       return m;
@@ -299,7 +303,7 @@ export class FileQueueStore implements QueueStore, RoundParticipant {
         if (r.offset < this.#diskCursor) continue;
         this.#diskCursor = r.offset + 1;
         if (this.#isAcked(r.offset)) continue;
-        this.#window.push({ ref: r.offset, payload: r.payload, ts: r.ts, flags: r.flags, redelivered: false });
+        this.#window.push({ ref: r.offset, payload: r.payload, ts: r.ts, flags: r.flags, redelivered: r.offset < this.#delivered.recovered });
         this.#windowSize += r.payload.length;
         added++;
       }
@@ -351,7 +355,7 @@ export class FileQueueStore implements QueueStore, RoundParticipant {
   async read(ref: number): Promise<StoredMessage | null> {
     if (this.#isAcked(ref)) return null;
     const rec = await this.#log.read(ref);
-    return rec ? { ref, payload: rec.payload, ts: rec.ts, flags: rec.flags, redelivered: false } : null;
+    return rec ? { ref, payload: rec.payload, ts: rec.ts, flags: rec.flags, redelivered: ref < this.#delivered.recovered } : null;
   }
 
   purge(): number {
@@ -438,5 +442,6 @@ export class FileQueueStore implements QueueStore, RoundParticipant {
     this.#closed = true;
     await this.#committer.settled();
     for (const acks of this.#acks.values()) if (acks.fd >= 0) await closeFile(acks.fd);
+    this.#delivered.close();
   }
 }

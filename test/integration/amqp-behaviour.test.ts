@@ -64,6 +64,28 @@ describe('AMQP behaviour with amqplib', () => {
     removeDir(broker.dataDir);
   });
 
+  test('no-ack consumers on an empty queue get messages without a store write; a backlog is never overtaken', async () => {
+    const ch = await channel(await open());
+    const { queue: q } = await ch.assertQueue('direct-noack', { durable: false });
+    const store = broker.broker.queue('guest', '/', q, -1, null).store;
+    const got: string[] = [];
+    const { consumerTag } = await ch.consume(q, (m) => m && got.push(m.content.toString()), { noAck: true });
+    publishN(ch, q, 200);
+    await waitFor(() => got.length === 200, 3000, '200 deliveries');
+    assert.deepEqual(got, Array.from({ length: 200 }, (_, i) => `m${i + 1}`));
+    assert.equal(store.stats().live, 0);
+    assert.equal(broker.broker.storage.getLog(store.name)?.nextOffset, 0, 'nothing was appended to the queue log');
+    // A backlog (no consumer) is stored; a consumer then gets it first, then what follows.
+    await ch.cancel(consumerTag);
+    got.length = 0;
+    for (let i = 1; i <= 300; i++) ch.sendToQueue(q, Buffer.from(`b${i}`));
+    await awaitCount(ch, q, 300);
+    await ch.consume(q, (m) => m && got.push(m.content.toString()), { noAck: true });
+    for (let i = 1; i <= 300; i++) ch.sendToQueue(q, Buffer.from(`c${i}`));
+    await waitFor(() => got.length === 600, 3000, '600 deliveries');
+    assert.deepEqual(got, [...Array.from({ length: 300 }, (_, i) => `b${i + 1}`), ...Array.from({ length: 300 }, (_, i) => `c${i + 1}`)]);
+  });
+
   test('reject and nack with requeue put messages back at their original position, redelivered', async () => {
     const { ch, q } = await fresh();
     publishN(ch, q, 5);

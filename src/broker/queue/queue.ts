@@ -46,6 +46,8 @@ export const NotEnqueued = {
   REJECTED: -1,
   /** Dropped as a duplicate (x-message-deduplication): counts as routed. */
   DUPLICATE: -2,
+  /** Handed straight to a no-ack consumer, never stored: counts as routed, nothing to flush. */
+  DELIVERED: -3,
 } as const;
 
 const MAX_TIMER_MS = 2 ** 31 - 1;
@@ -63,6 +65,8 @@ export class Queue {
   readonly ownerConnection: number | null;
   readonly #svc: QueueServices;
   #consumers: Consumer[] = [];
+  /** How many of #consumers are no-ack: when all are, a message can skip the store. */
+  #noAckConsumers = 0;
   #rr = 0;
   #dispatching = false;
   #filling = false;
@@ -149,6 +153,7 @@ export class Queue {
     // active consumer the order is arrival only: the first one is the active one.
     if (!this.settings.singleActiveConsumer) while (i > 0 && this.#consumers[i - 1]!.priority < c.priority) i--;
     this.#consumers.splice(i, 0, c);
+    if (c.noAck) this.#noAckConsumers++;
     this.#hadConsumer = true;
     this.touch();
     this.dispatch();
@@ -158,6 +163,7 @@ export class Queue {
     const i = this.#consumers.indexOf(c);
     if (i < 0) return;
     this.#consumers.splice(i, 1);
+    if (c.noAck) this.#noAckConsumers--;
     if (this.#rr > i) this.#rr--;
     if (this.#consumers.length === 0) {
       this.touch();
@@ -172,6 +178,7 @@ export class Queue {
     this.#ttlTimer = this.#expiresTimer = null;
     const cs = this.#consumers;
     this.#consumers = [];
+    this.#noAckConsumers = 0;
     return cs;
   }
 
@@ -200,6 +207,7 @@ export class Queue {
   /** Stores a routed message and offers it to consumers. Returns its ref, or a NotEnqueued value. */
   enqueue(payload: Buffer, bodySize: number, ts: number, flags: number, priority: number): number {
     if (this.#plain) {
+      if (this.#deliverDirect(payload, ts, flags)) return NotEnqueued.DELIVERED;
       const ref = this.store.enqueue(payload, ts, flags, priority);
       this.dispatch();
       return ref;
@@ -341,6 +349,22 @@ export class Queue {
     if ((m.flags & MessageFlags.EXPIRES) === 0) return false;
     const exp = this.#svc.format.expiration(this.#view.parse(m.payload).props);
     return exp !== undefined && m.ts + Number(exp) <= now;
+  }
+
+  /**
+   * An empty queue whose consumers are all no-ack hands a message over without storing it: it
+   * is settled the moment it is sent, so a log append, a window entry and an ack record would
+   * be written only to be dropped (RabbitMQ's classic queues skip them too). Not for a persistent
+   * message in a durable queue, whose confirm promises it was stored.
+   */
+  #deliverDirect(payload: Buffer, ts: number, flags: number): boolean {
+    const n = this.#consumers.length;
+    if (n === 0 || this.#noAckConsumers !== n || this.store.readyCount !== 0 || this.#dispatching || this.#deleted) return false;
+    if ((flags & MessageFlags.PERSISTENT) !== 0 && this.def.durable) return false;
+    const c = this.#nextConsumer();
+    if (c === null) return false;
+    c.sink.deliver(c, this, { ref: -1, payload, ts, flags, redelivered: false });
+    return true;
   }
 
   /** Hands ready messages to consumers with credit until one side runs out. */

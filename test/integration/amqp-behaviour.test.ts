@@ -11,6 +11,7 @@ import { randomBytes } from 'node:crypto';
 import type { ConfirmChannel, GetMessage, Message } from 'amqplib';
 import { bodies, channel, channelError, closeQuietly, collect, connect, type Channel, type ChannelModel, type ConsumeMessage } from '../helpers/amqp-client.js';
 import { removeDir, sleep, startTestBroker, tempDataDir, waitFor } from '../helpers/test-broker.js';
+import { RawAmqp } from '../helpers/raw-amqp.js';
 
 // amqplib has no tx API; its channel's generic rpc takes the method ids (class << 16 | method).
 const TX_SELECT = (90 << 16) | 10;
@@ -62,6 +63,39 @@ describe('AMQP behaviour with amqplib', () => {
     for (const c of conns) await closeQuietly(c);
     await broker.close();
     removeDir(broker.dataDir);
+  });
+
+  test('frames cut at any byte by the network arrive intact (pieces of 1 to 1000 bytes, bodies over several frames)', async () => {
+    const ch = await channel(await open());
+    const { queue: q } = await ch.assertQueue('split-frames', { durable: false });
+    const raw = await RawAmqp.connect(broker.amqpPort);
+    try {
+      const bodies: Buffer[] = [];
+      for (let i = 0; i < 12; i++) bodies.push(Buffer.alloc(i % 3 === 0 ? 4096 * 3 + i : 10 + i * 37, 97 + i));
+      // Body frames of at most 4 KiB (any size up to frame_max is legal): the larger bodies span several.
+      const stream = Buffer.concat(
+        bodies.flatMap((b, i) => [
+          RawAmqp.encode(1, { name: 'basic.publish', args: { exchange: '', routingKey: q, mandatory: false, immediate: false } }),
+          RawAmqp.header(1, b.length, { headers: { i } }),
+          RawAmqp.body(1, b, 4096),
+        ]),
+      );
+      for (const piece of [1, 7, 13, 100, 1000]) {
+        for (let off = 0; off < stream.length; off += piece) {
+          raw.write(stream.subarray(off, off + piece));
+          if (off % (piece * 8) === 0) await sleep(1); // let pieces reach the broker as separate reads
+        }
+        await awaitCount(ch, q, bodies.length);
+        for (let i = 0; i < bodies.length; i++) {
+          const m = (await ch.get(q, { noAck: true })) as GetMessage;
+          assert.ok(m, `message ${i} with pieces of ${piece}`);
+          assert.ok(m.content.equals(bodies[i]!), `body ${i} intact with pieces of ${piece}`);
+          assert.equal(m.properties.headers?.i, i);
+        }
+      }
+    } finally {
+      raw.socket.destroy();
+    }
   });
 
   test('no-ack consumers on an empty queue get messages without a store write; a backlog is never overtaken', async () => {

@@ -58,6 +58,7 @@ export class AmqpConnection {
   lastReceivedAt = Date.now();
   #state = State.AwaitHeader;
   #pending: Buffer | null = null;
+  #pendingNeed = 0;
   #frame = new FrameHeader();
   #channels = new Map<number, AmqpChannel>();
   #closeTimer: NodeJS.Timeout | null = null;
@@ -88,17 +89,31 @@ export class AmqpConnection {
   #onData(chunk: Buffer): void {
     this.lastReceivedAt = Date.now();
     if (this.#state === State.Closed) return;
-    let buf = chunk;
-    if (this.#pending !== null) {
-      buf = Buffer.concat([this.#pending, chunk]);
-      this.#pending = null;
-    }
     try {
-      const used = this.#consume(buf);
-      if (used < buf.length && (this.#state as State) !== State.Closed) this.#pending = Buffer.from(buf.subarray(used));
+      // A frame split over chunks is completed by copying only its own bytes, not the whole
+      // next chunk (which, with frames cut at every chunk end, copied nearly every byte read).
+      while (this.#pending !== null) {
+        const p = this.#pending;
+        const take = this.#state === State.AwaitHeader ? chunk.length : Math.min(chunk.length, Math.max(1, this.#pendingNeed - p.length));
+        const buf = Buffer.concat([p, chunk.subarray(0, take)]);
+        this.#pending = null;
+        chunk = chunk.subarray(take);
+        const used = this.#consume(buf);
+        if ((this.#state as State) === State.Closed) return;
+        if (used < buf.length) this.#keep(buf.subarray(used)); // buf is ours: no copy
+        if (chunk.length === 0) return;
+      }
+      const used = this.#consume(chunk);
+      if (used < chunk.length && (this.#state as State) !== State.Closed) this.#keep(Buffer.from(chunk.subarray(used)));
     } catch (err) {
       this.#fail(err, 0, 0, 0);
     }
+  }
+
+  /** Keeps the start of an incomplete frame; #frame.need is its whole size (or its header's). */
+  #keep(partial: Buffer): void {
+    this.#pending = partial;
+    this.#pendingNeed = this.#frame.need;
   }
 
   /** Parses as many frames as buf holds; returns the bytes used. */

@@ -131,7 +131,7 @@ export class Broker {
       vhost: (name) => this.#vhosts.get(name),
       queueById: (id) => this.#queuesById.get(id),
       queues: () => this.#queuesById.values(),
-      deliverTo: (vh, dests, payload, props, bodySize, flags) => void this.#deliverTo(vh, dests, payload, props, bodySize, flags),
+      deliverTo: (vh, dests, payload, props, bodySize, flags) => void this.#deliverTo(this.router.queuesOf(vh, dests), payload, props, bodySize, flags),
       onError: (err, what) => this.onError(err, what),
     };
     this.#loopbackUsers = new Set(opts.loopbackUsers ?? ['guest']);
@@ -585,22 +585,23 @@ export class Broker {
         return { routed: 1, needsFlush: input.persistent, rejected: false };
       }
     }
-    let dests = this.router.route(vh, ex, msg);
+    let queues = this.router.routeQueues(vh, ex, msg);
     let props = input.props;
     const sender = this.format.senderKeys(props);
     if (sender !== undefined) {
-      dests = this.router.routeKeys(vh, ex, dests, [...sender.cc, ...sender.bcc], props);
+      const dests = this.router.routeKeys(vh, ex, this.router.route(vh, ex, msg), [...sender.cc, ...sender.bcc], props);
+      queues = this.router.queuesOf(vh, dests);
       if (sender.bcc.length > 0) props = this.format.withoutHeader(props, 'BCC');
     }
-    if (dests.size === 0) return { routed: 0, needsFlush: dedupFlush, rejected: false };
+    if (queues.length === 0) return { routed: 0, needsFlush: dedupFlush, rejected: false };
     const payload = encodeStoredMessage(input.exchange, input.routingKey, props, input.body);
-    const r = this.#deliverTo(vh, dests, payload, props, input.body.length, flags);
+    const r = this.#deliverTo(queues, payload, props, input.body.length, flags);
     if (dedupFlush) r.needsFlush = true;
     return r;
   }
 
   /** Stores a routed message in each destination queue. */
-  #deliverTo(vh: Vhost, dests: Set<DestinationKey>, payload: Buffer, props: Buffer, bodySize: number, flags: number): PublishResult {
+  #deliverTo(queues: readonly Queue[], payload: Buffer, props: Buffer, bodySize: number, flags: number): PublishResult {
     const now = Date.now();
     // Per-message TTL: RabbitMQ's rules (rabbit_basic:parse_expiration); refused with 406.
     let expiresIn = -1;
@@ -615,9 +616,8 @@ export class Broker {
     let needsFlush = false;
     let rejected = false;
     const persistent = (flags & MessageFlags.PERSISTENT) !== 0;
-    for (const key of dests) {
-      const q = vh.queues.get(key.slice(2));
-      if (q === undefined) continue;
+    for (let i = 0; i < queues.length; i++) {
+      const q = queues[i]!;
       if (priority < 0) priority = q.settings.maxPriority !== undefined ? (this.format.priority(props) ?? 0) : 0;
       const ref = q.enqueue(payload, bodySize, now, flags, priority);
       routed++;

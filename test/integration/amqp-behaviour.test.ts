@@ -98,6 +98,46 @@ describe('AMQP behaviour with amqplib', () => {
     }
   });
 
+  test('routes follow every topology change made between publishes of the same key (route cache)', async () => {
+    const conn = await open();
+    const ch = await channel(conn);
+    await ch.assertExchange('rc.x', 'direct', { durable: false });
+    await ch.assertExchange('rc.t', 'topic', { durable: false });
+    const qs = ['rc.a', 'rc.b', 'rc.c'];
+    for (const q of qs) await ch.assertQueue(q, { durable: false });
+    await ch.purgeQueue('rc.a');
+    const counts = async (): Promise<number[]> => {
+      const out: number[] = [];
+      for (const q of qs) {
+        const c = await channel(conn); // a 404 closes the channel it happens on
+        out.push(await c.checkQueue(q).then((r) => r.messageCount, () => -1));
+        await c.close().catch(() => undefined);
+      }
+      return out;
+    };
+    const pub = async (): Promise<number[]> => {
+      ch.publish('rc.x', 'k', Buffer.from('m'));
+      await sleep(20);
+      return counts();
+    };
+    await ch.bindQueue('rc.a', 'rc.x', 'k');
+    assert.deepEqual(await pub(), [1, 0, 0]);
+    await ch.bindQueue('rc.b', 'rc.x', 'k');
+    assert.deepEqual(await pub(), [2, 1, 0], 'a new binding');
+    await ch.unbindQueue('rc.a', 'rc.x', 'k');
+    assert.deepEqual(await pub(), [2, 2, 0], 'an unbinding');
+    await ch.bindExchange('rc.t', 'rc.x', 'k');
+    await ch.bindQueue('rc.c', 'rc.t', '#');
+    assert.deepEqual(await pub(), [2, 3, 1], 'an exchange-to-exchange binding');
+    await ch.deleteQueue('rc.b');
+    assert.deepEqual(await pub(), [2, -1, 2], 'a deleted queue');
+    await ch.assertQueue('rc.b', { durable: false });
+    await ch.bindQueue('rc.b', 'rc.t', 'k');
+    assert.deepEqual(await pub(), [2, 1, 3], 'a queue of the same name declared again');
+    await ch.deleteExchange('rc.t');
+    assert.deepEqual(await pub(), [2, 1, 3], 'a deleted exchange');
+  });
+
   test('no-ack consumers on an empty queue get messages without a store write; a backlog is never overtaken', async () => {
     const ch = await channel(await open());
     const { queue: q } = await ch.assertQueue('direct-noack', { durable: false });

@@ -47,6 +47,12 @@ export interface RoutableMessage {
   property(name: string): unknown;
 }
 
+/**
+ * Bumped by every change that can change where a message goes (a binding, an exchange or a
+ * queue added or removed): cached routes older than it are dropped (router.ts).
+ */
+export const topology = { version: 0 };
+
 /** A destination key: "q:<name>" or "e:<name>"; keeps routing results cheap to dedupe. */
 export type DestinationKey = string;
 export const destKey = (type: 'queue' | 'exchange', name: string): DestinationKey => (type === 'queue' ? `q:${name}` : `e:${name}`);
@@ -91,11 +97,18 @@ export class Exchange {
   readonly bindings = new Map<string, BindingDefinition>();
   readonly #routing: Routing;
   readonly #dedup: DedupOptions | null;
+  /** Where a message goes depends on its routing key alone (direct, fanout, topic). */
+  readonly keyRouted: boolean;
+  /** Routing key -> the queues reached, valid while routeCacheVersion === topology.version (router.ts). */
+  readonly routeCache = new Map<string, readonly unknown[]>();
+  routeCacheVersion = -1;
 
   constructor(def: ExchangeDefinition) {
     this.def = def;
     this.#routing = createRouting(def);
     this.#dedup = dedupOptions(def.type, def.args);
+    const t = routingTypeOf(def);
+    this.keyRouted = t === 'direct' || t === 'fanout' || t === 'topic' || t === 'x-message-deduplication';
   }
 
   get name(): string {
@@ -127,6 +140,7 @@ export class Exchange {
     this.#routing.check?.(b);
     this.bindings.set(id, b);
     this.#routing.bind(b, destKey(b.destinationType, b.destination), id);
+    topology.version++;
     return true;
   }
 
@@ -137,6 +151,7 @@ export class Exchange {
     this.bindings.delete(id);
     // The stored binding, not the caller's copy: routing state was built from it.
     this.#routing.unbind(had, destKey(had.destinationType, had.destination), id);
+    topology.version++;
     return true;
   }
 

@@ -2,9 +2,18 @@
  * Routing a message through a vhost's exchanges to the queues it reaches: exchange-to-exchange
  * bindings, alternate exchanges (each exchange visited once, so loops end) and the extra keys
  * of sender-selected distribution (CC, BCC).
+ *
+ * Publishing caches the result per exchange and routing key when every exchange on the way
+ * routes by key alone (direct, fanout, topic): one map lookup instead of a walk, set
+ * operations and a queue lookup per destination. Any topology change empties the caches
+ * (exchange.ts `topology`).
  */
-import type { Exchange, DestinationKey, RoutableMessage } from '../exchange/exchange.js';
+
+/** Routing keys cached per exchange before its cache starts over (bounds memory for key-per-message traffic). */
+const ROUTE_CACHE_KEYS = 1024;
+import { topology, type Exchange, type DestinationKey, type RoutableMessage } from '../exchange/exchange.js';
 import type { MessageFormat } from '../message-format.js';
+import type { Queue } from '../queue/queue.js';
 import type { Vhost } from '../vhost/vhost.js';
 
 /** The message being routed; headers decoded at most once. */
@@ -48,6 +57,8 @@ export class Router {
   readonly #found = new Set<DestinationKey>();
   readonly #seen = new Set<Exchange>();
   readonly #pending: Exchange[] = [];
+  /** Set by route(): every exchange it visited routes by key alone. */
+  #keyRouted = true;
 
   constructor(format: MessageFormat) {
     this.#format = format;
@@ -77,8 +88,10 @@ export class Router {
     seen.clear();
     seen.add(ex);
     pending.push(ex);
+    let keyRouted = true;
     while (pending.length > 0) {
       const e = pending.pop()!;
+      if (!e.keyRouted) keyRouted = false;
       found.clear();
       e.route(msg, found);
       if (found.size === 0 && e.def.args['alternate-exchange'] !== undefined) {
@@ -98,6 +111,38 @@ export class Router {
           }
         }
       }
+    }
+    if (!fresh) this.#keyRouted = keyRouted;
+    return out;
+  }
+
+  /**
+   * The queues a publish to `ex` reaches (route() resolved to queues), from the exchange's
+   * cache when it can be. The array is shared: read it, do not keep or change it.
+   */
+  routeQueues(vh: Vhost, ex: Exchange, msg: RoutableMessage): readonly Queue[] {
+    if (ex.keyRouted) {
+      if (ex.routeCacheVersion !== topology.version) {
+        ex.routeCache.clear();
+        ex.routeCacheVersion = topology.version;
+      }
+      const hit = ex.routeCache.get(msg.routingKey) as readonly Queue[] | undefined;
+      if (hit !== undefined) return hit;
+    }
+    const qs = this.queuesOf(vh, this.route(vh, ex, msg));
+    if (ex.keyRouted && this.#keyRouted) {
+      if (ex.routeCache.size >= ROUTE_CACHE_KEYS) ex.routeCache.clear();
+      ex.routeCache.set(msg.routingKey, qs);
+    }
+    return qs;
+  }
+
+  /** The queues named by destination keys (missing ones left out); a new array. */
+  queuesOf(vh: Vhost, dests: Iterable<DestinationKey>): Queue[] {
+    const out: Queue[] = [];
+    for (const k of dests) {
+      const q = vh.queues.get(k.slice(2));
+      if (q !== undefined) out.push(q);
     }
     return out;
   }

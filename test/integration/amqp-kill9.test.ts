@@ -34,6 +34,17 @@ function parseBody(b: Buffer): number {
   return seq;
 }
 
+/** SIGKILLs the broker, drops the client's connection, restarts on the same dir and connects again. */
+async function killAndRestart(p: BrokerProcess, c: amqp.ChannelModel, dir: string): Promise<{ p: BrokerProcess; c2: amqp.ChannelModel }> {
+  p.child.kill('SIGKILL');
+  await p.exited;
+  await closeQuietly(c);
+  const next = await spawnCliBroker(dir, CLI);
+  const c2 = await amqp.connect(next.url);
+  c2.on('error', () => undefined);
+  return { p: next, c2 };
+}
+
 describe('durability under kill -9', () => {
   const dir = tempDataDir('sluice-kill9-');
   let proc: BrokerProcess | null = null;
@@ -180,13 +191,8 @@ describe('durability under kill -9', () => {
       // The acks are processed in order with what follows on the channel.
       await cch.checkQueue(q);
       await new Promise((r) => setTimeout(r, 200)); // an ack round (page cache only, like the mark)
-      p.child.kill('SIGKILL');
-      await p.exited;
-      await closeQuietly(c);
-
-      p = await spawnCliBroker(d, CLI);
-      const c2 = await amqp.connect(p.url);
-      c2.on('error', () => undefined);
+      let c2: amqp.ChannelModel;
+      ({ p, c2 } = await killAndRestart(p, c, d));
       const ch2 = await c2.createChannel();
       const { messageCount } = await ch2.checkQueue(q);
       assert.equal(messageCount, N - 100);
@@ -220,12 +226,8 @@ describe('durability under kill -9', () => {
       const ch = await c.createChannel();
       await ch.assertQueue('excl-kill9', { durable: true, exclusive: true });
       await ch.assertQueue('plain-kill9', { durable: true });
-      p.child.kill('SIGKILL');
-      await p.exited;
-      await closeQuietly(c);
-      p = await spawnCliBroker(d, CLI);
-      const c2 = await amqp.connect(p.url);
-      c2.on('error', () => undefined);
+      let c2: amqp.ChannelModel;
+      ({ p, c2 } = await killAndRestart(p, c, d));
       const ch2 = await c2.createChannel();
       ch2.on('error', () => undefined);
       await ch2.checkQueue('plain-kill9');

@@ -26,9 +26,10 @@ import { deleteQueueLogs, openQueueStore, queueLogOf } from './queue/queue-logs.
 import { resolveQueueSettings } from './queue/queue-settings.js';
 import { NotEnqueued, Queue, type QueueDefinition, type QueueServices } from './queue/queue.js';
 import { Router } from './routing/router.js';
-import { ScheduledDelivery, type DelayedMessage, type DeliveryHost } from './schedule/scheduled-delivery.js';
+import { delayedDueAt, ScheduledDelivery, type DelayedMessage, type DeliveryHost } from './schedule/scheduled-delivery.js';
 import { deadLetter } from './dead-letter.js';
-import { checkPassword, hashPassword, permits, type PermissionRecord, type UserRecord } from './users.js';
+import { Access, type Permission } from './access.js';
+import type { PermissionRecord, UserRecord } from './users.js';
 import { Vhost } from './vhost/vhost.js';
 
 export interface BrokerOptions {
@@ -104,9 +105,11 @@ export class Broker {
   readonly format: MessageFormat;
   readonly policies = new Policies();
   readonly #vhosts = new Map<string, Vhost>();
-  readonly #loopbackUsers: Set<string>;
+  readonly access: Access;
   /** Queues by their incarnation id (store log name), for schedule entries. */
   readonly #queuesById = new Map<string, Queue>();
+  /** File deletions of transient queues still running (Broker.close waits for them). */
+  readonly #cleanups = new Set<Promise<void>>();
   readonly #services: QueueServices;
   readonly router: Router;
   #scheduled!: ScheduledDelivery;
@@ -134,7 +137,7 @@ export class Broker {
       deliverTo: (vh, dests, payload, props, bodySize, flags) => void this.#deliverTo(this.router.queuesOf(vh, dests), payload, props, bodySize, flags),
       onError: (err, what) => this.onError(err, what),
     };
-    this.#loopbackUsers = new Set(opts.loopbackUsers ?? ['guest']);
+    this.access = new Access(meta, opts.loopbackUsers ?? ['guest']);
     this.policies.set((opts.policies ?? []).map((p) => Policies.normalise(p)));
     this.#services = {
       format: opts.format,
@@ -226,13 +229,12 @@ export class Broker {
 
   // ---- users and access
 
-  async addUser(name: string, password: string, tags: string[] = []): Promise<void> {
-    const rec: UserRecord = { name, passwordHash: hashPassword(password), tags };
-    await this.meta.put('user', name, rec);
+  addUser(name: string, password: string, tags: string[] = []): Promise<void> {
+    return this.access.addUser(name, password, tags);
   }
 
-  async setPermissions(p: PermissionRecord): Promise<void> {
-    await this.meta.put('permission', `${p.user}\u0000${p.vhost}`, p);
+  setPermissions(p: PermissionRecord): Promise<void> {
+    return this.access.setPermissions(p);
   }
 
   async addVhost(name: string): Promise<void> {
@@ -243,14 +245,7 @@ export class Broker {
 
   /** Checks a login; `loopback` says whether the client connected from 127.0.0.0/8 or ::1. */
   authenticate(user: string, password: string, loopback: boolean): UserRecord {
-    const rec = this.meta.get<UserRecord>('user', user);
-    if (rec === undefined || !checkPassword(password, rec.passwordHash)) {
-      throw new BrokerError('access-refused', `ACCESS_REFUSED - Login was refused using authentication mechanism PLAIN. For details see the broker logfile.`, 'connection');
-    }
-    if (!loopback && this.#loopbackUsers.has(user)) {
-      throw new BrokerError('access-refused', `ACCESS_REFUSED - user '${user}' can only connect via localhost`, 'connection');
-    }
-    return rec;
+    return this.access.authenticate(user, password, loopback);
   }
 
   /** The vhost a connection opens, if the user has permissions there (530 otherwise). */
@@ -258,21 +253,13 @@ export class Broker {
     if (!this.#vhosts.has(vhost)) {
       throw new BrokerError('not-allowed', `NOT_ALLOWED - vhost ${vhost} not found`, 'connection');
     }
-    if (this.#permission(user, vhost) === undefined) {
+    if (this.access.permission(user, vhost) === undefined) {
       throw new BrokerError('not-allowed', `NOT_ALLOWED - access to vhost '${vhost}' refused for user '${user}'`, 'connection');
     }
   }
 
-  #permission(user: string, vhost: string): PermissionRecord | undefined {
-    return this.meta.get<PermissionRecord>('permission', `${user}\u0000${vhost}`);
-  }
-
-  #check(user: string, vhost: string, perm: 'configure' | 'write' | 'read', kind: 'queue' | 'exchange', name: string): void {
-    const p = this.#permission(user, vhost);
-    const resource = kind === 'exchange' && name === '' ? 'amq.default' : name;
-    if (p === undefined || !permits(p[perm], resource)) {
-      throw accessRefused(`${perm} access to ${kind} '${resource}' in vhost '${vhost}' refused for user '${user}'`);
-    }
+  #check(user: string, vhost: string, perm: Permission, kind: 'queue' | 'exchange', name: string): void {
+    this.access.check(user, vhost, perm, kind, name);
   }
 
   nextConnectionId(): number {
@@ -544,8 +531,21 @@ export class Broker {
     if (q.def.durable) work.push(this.meta.delete('queue', qkey(vh.name, q.name)));
     this.#queuesById.delete(q.id);
     await Promise.all(work);
-    await q.store.close();
-    await deleteQueueLogs(this.storage, (q.def as StoredQueueDef).logName);
+    const logName = (q.def as StoredQueueDef).logName;
+    if (q.def.durable) {
+      await q.store.close();
+      await deleteQueueLogs(this.storage, logName);
+    } else {
+      // A transient queue's files matter to no one once it is gone (and go at the next start
+      // anyway): delete-ok does not wait for them. Log names are per incarnation, so a queue
+      // declared again under the name does not meet them.
+      const gone: Promise<void> = q.store
+        .close()
+        .then(() => deleteQueueLogs(this.storage, logName))
+        .catch((err: unknown) => this.onError(err, `deleting the files of queue '${q.name}'`))
+        .finally(() => this.#cleanups.delete(gone));
+      this.#cleanups.add(gone);
+    }
     return count;
   }
 
@@ -578,7 +578,7 @@ export class Broker {
     if (ex.dedup !== null && this.#dedup.isDuplicate(ex, msg)) return { routed: 0, needsFlush: false, rejected: false };
     const dedupFlush = ex.dedup !== null && input.persistent;
     if (ex.delayed) {
-      const dueAt = this.#delayedDueAt(input.props);
+      const dueAt = delayedDueAt(this.format, input.props, Date.now());
       if (dueAt > Date.now()) {
         const payload = encodeStoredMessage(input.exchange, input.routingKey, input.props, input.body);
         this.#scheduled.delay(dueAt, vhost, input.exchange, flags, payload);
@@ -646,21 +646,6 @@ export class Broker {
   }
 
   /** Resolves when every message published so far is stored per its queue's durability. */
-  /**
-   * When a message published to a delayed exchange is due: `x-deliver-at` (ms since the epoch,
-   * Sluice's absolute form, as RocketMQ's delivery timestamp) or else now + `x-delay` (ms, as
-   * RabbitMQ's plugin). Not a finite number → now.
-   */
-  #delayedDueAt(props: Buffer): number {
-    const at = this.format.header(props, 'x-deliver-at');
-    if (at !== undefined) {
-      const t = Number(at);
-      return Number.isFinite(t) ? t : 0;
-    }
-    const delay = Number(this.format.header(props, 'x-delay') ?? 0);
-    return Number.isFinite(delay) ? Date.now() + delay : 0;
-  }
-
   flushed(): Promise<void> {
     return this.storage.committer.flushed();
   }
@@ -704,6 +689,7 @@ export class Broker {
         await q.store.close();
       }
     }
+    await Promise.all(this.#cleanups);
     await this.meta.close();
     await this.storage.close();
   }

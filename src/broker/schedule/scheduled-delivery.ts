@@ -48,6 +48,21 @@ export interface DelayedMessage {
   props: Buffer;
 }
 
+/**
+ * When a message published to a delayed exchange is due: `x-deliver-at` (ms since the epoch,
+ * Sluice's absolute form, as RocketMQ's delivery timestamp) or else now + `x-delay` (ms, as
+ * RabbitMQ's plugin). Not a finite number → 0 (routed at once).
+ */
+export function delayedDueAt(format: MessageFormat, props: Buffer, now: number): number {
+  const at = format.header(props, 'x-deliver-at');
+  if (at !== undefined) {
+    const t = Number(at);
+    return Number.isFinite(t) ? t : 0;
+  }
+  const delay = Number(format.header(props, 'x-delay') ?? 0);
+  return Number.isFinite(delay) ? now + delay : 0;
+}
+
 export class ScheduledDelivery {
   readonly #host: DeliveryHost;
   #delays!: ScheduleRunner;

@@ -48,6 +48,12 @@ interface LogMeta {
   options: LogOptions;
 }
 
+/**
+ * Queue logs: with 1 MiB messages an 8 MiB segment would roll every 8 messages, and each roll
+ * costs a file create, a directory fsync, a seal, an ack file and later two deletes.
+ */
+const QUEUE_MIN_RECORDS_PER_SEGMENT = 32;
+
 function logDirName(id: number): string {
   return id.toString(16).padStart(8, '0');
 }
@@ -222,12 +228,19 @@ export class Storage {
     return log;
   }
 
-  /** Opens the queue store called `name` (its log is created with 8 MiB segments if new). */
+  /**
+   * Opens the queue store called `name`. Its log is created, if new, with 8 MiB segments that
+   * grow to hold at least QUEUE_MIN_RECORDS_PER_SEGMENT large messages each.
+   */
   async openQueue(
     name: string,
-    options: { durability?: Durability; segmentBytes?: number } & QueueStoreOptions = {},
+    options: { durability?: Durability; segmentBytes?: number; minRecordsPerSegment?: number } & QueueStoreOptions = {},
   ): Promise<{ store: FileQueueStore; report: QueueRecoveryReport }> {
-    const logOpts: LogOptions = { durability: options.durability ?? 'fsync', segmentBytes: options.segmentBytes ?? 8 * 1024 * 1024 };
+    const logOpts: LogOptions = {
+      durability: options.durability ?? 'fsync',
+      segmentBytes: options.segmentBytes ?? 8 * 1024 * 1024,
+      minRecordsPerSegment: options.minRecordsPerSegment ?? QUEUE_MIN_RECORDS_PER_SEGMENT,
+    };
     const log = await this.openLog(name, logOpts);
     return FileQueueStore.open(log, this.committer, options);
   }
@@ -259,6 +272,8 @@ export class Storage {
     if (this.#closed) return;
     this.#closed = true;
     if (this.#timer) clearInterval(this.#timer);
+    // Held records (queue logs, segment-log.ts) are written now rather than dropped.
+    for (const log of this.#logs.values()) log.setWriteGate(null);
     await this.committer.settled();
     await this.checkpoint();
     this.committer.close();

@@ -21,6 +21,7 @@ afterEach(() => tmp.cleanup());
 
 interface Options {
   segmentBytes?: number;
+  minRecordsPerSegment?: number;
   memoryWindowBytes?: number;
   readAheadBytes?: number;
 }
@@ -379,7 +380,8 @@ for (const subject of subjects) {
     if (!subject.durable) return;
 
     test('segment reclamation: acking everything deletes every segment but the active one, with its acks file', async () => {
-      const h = await subject.open({ ...SMALL, segmentBytes: 4096 });
+      // Many small segments: 4 KiB each, without growing for the records' size.
+      const h = await subject.open({ ...SMALL, segmentBytes: 4096, minRecordsPerSegment: 1 });
       const store = h.store as FileQueueStore;
       const log = h.storage!.getLog('q')!;
       enqueueN(store, 0, 400);

@@ -25,7 +25,15 @@ export class TempDirs {
  * (0..maxFill bytes) and whose bytes depend on i. Any mix-up of records shows in the check.
  */
 export function payloadFor(i: number, maxFill = 300): Buffer {
-  const fill = (i * 7919) % (maxFill + 1);
+  return payloadWithFill(i, (i * 7919) % (maxFill + 1));
+}
+
+/** A payloadFor() payload of 64-200 KiB: large enough to be a held record of a queue log. */
+export function largePayloadFor(i: number): Buffer {
+  return payloadWithFill(i, 64 * 1024 + ((i * 7919) % (136 * 1024)));
+}
+
+function payloadWithFill(i: number, fill: number): Buffer {
   const b = Buffer.allocUnsafe(8 + fill);
   b.writeUInt32LE(i >>> 0, 0);
   for (let k = 0; k < fill; k++) b[8 + k] = (i * 31 + k * 17) & 0xff;

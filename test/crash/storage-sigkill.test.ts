@@ -6,7 +6,7 @@ import { test, afterEach } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
-import { Storage } from '../../src/storage/mod.js';
+import { RecordType, Storage } from '../../src/storage/mod.js';
 import { TempDirs, checkPayload, readAll, rng } from '../contract/storage-helpers.js';
 
 const tmp = new TempDirs('storage-sigkill');
@@ -16,7 +16,7 @@ const CHILD = fileURLToPath(new URL('./storage-child.js', import.meta.url));
 const RUNS = 20;
 
 /** Runs the child until `killAfterMs` after it is ready, SIGKILLs it, and returns its complete stdout lines. */
-function runChild(dir: string, mode: 'log' | 'queue', run: number, killAfterMs: number): Promise<string[]> {
+function runChild(dir: string, mode: 'log' | 'queue' | 'queue-large', run: number, killAfterMs: number): Promise<string[]> {
   return new Promise((resolve, reject) => {
     const child = spawn(process.execPath, [CHILD, dir, mode, String(run)], { stdio: ['ignore', 'pipe', 'pipe'] });
     let out = '';
@@ -74,13 +74,19 @@ test(`SIGKILL while appending to an 'fsync' log, ${RUNS} times in one directory:
   assert.ok(totalAcked > RUNS * 10, `only ${totalAcked} records acknowledged in ${RUNS} runs`);
 });
 
-test(`SIGKILL while enqueueing to an 'fsync' FileQueueStore, ${RUNS} times in one directory: every acknowledged, unacked message survives`, async () => {
+/**
+ * Runs the queue child RUNS times in one directory and checks after each kill that every
+ * acknowledged message not acked by the consumer is ready, intact, exactly once and in order.
+ * Returns how many ELIDED records the logs held after the kills.
+ */
+async function queueSigkill(mode: 'queue' | 'queue-large', seed: number): Promise<number> {
   const dir = tmp.fresh();
-  const r = rng(99);
+  const r = rng(seed);
   const confirmed = new Map<number, number>(); // ref -> counter
   const acked = new Set<number>();
+  let elided = 0;
   for (let run = 1; run <= RUNS; run++) {
-    const lines = await runChild(dir, 'queue', run, 50 + Math.floor(r() * 350));
+    const lines = await runChild(dir, mode, run, 50 + Math.floor(r() * 350));
     assert.match(lines[0] ?? '', /^ready \d+$/, `run ${run}`);
     for (const line of lines.slice(1)) {
       const [kind, ref, c] = line.split(' ');
@@ -92,7 +98,15 @@ test(`SIGKILL while enqueueing to an 'fsync' FileQueueStore, ${RUNS} times in on
     }
     const { storage } = await Storage.open(dir);
     const { store, report } = await storage.openQueue('q', { durability: 'fsync' });
-    assert.equal(report.orphanAcks, 0, `run ${run}`);
+    // Held records (queue-large): an ack can reach its file before the ELIDED record that a
+    // held record ahead of it keeps back; open prunes such acks, and the checks below still hold.
+    if (mode === 'queue') assert.equal(report.orphanAcks, 0, `run ${run}`);
+    for (const rec of await readAll(storage.getLog('q')!, 1024 * 1024)) {
+      if (rec.type !== RecordType.ELIDED) continue;
+      elided++;
+      assert.equal(rec.payload.length, 0, `run ${run}: an ELIDED record has no payload`);
+      assert.ok(acked.has(rec.offset), `run ${run}: ref ${rec.offset} was elided without being acked`);
+    }
     const ready = new Set<number>();
     let last = -1;
     const n = store.readyCount;
@@ -115,11 +129,29 @@ test(`SIGKILL while enqueueing to an 'fsync' FileQueueStore, ${RUNS} times in on
     for (const ref of confirmed.keys()) {
       if (!acked.has(ref)) assert.ok(ready.has(ref), `run ${run}: acknowledged message ${ref} is missing`);
     }
-    // Nothing acked here: every message goes back to ready for the next child.
+    if (mode === 'queue-large') {
+      // Each child starts on an empty queue, so that its consumer takes fresh messages, which
+      // are the ones held (a backlog is written at once).
+      for (const ref of ready) {
+        store.ack(ref);
+        acked.add(ref);
+      }
+    }
+    // Otherwise nothing is acked here: every message goes back to ready for the next child.
     await store.close();
     if (run % 4 === 0) await storage.close();
     else await storage.abandon();
   }
   assert.ok(confirmed.size > RUNS * 10);
   assert.ok(acked.size > 0);
+  return elided;
+}
+
+test(`SIGKILL while enqueueing to an 'fsync' FileQueueStore, ${RUNS} times in one directory: every acknowledged, unacked message survives`, async () => {
+  await queueSigkill('queue', 99);
+});
+
+test(`SIGKILL while enqueueing large messages (held, elided when acked first), ${RUNS} times: every acknowledged, unacked message survives`, async () => {
+  const elided = await queueSigkill('queue-large', 7);
+  assert.ok(elided > 0, 'some acked messages were elided rather than written');
 });

@@ -1,9 +1,10 @@
-// The one commit loop: batching comes from load, 'os' logs never sync the journal, and a
-// round that fails never confirms anything that was waiting on it.
+// The one commit loop: batching comes from load, 'os' logs never sync the journal, a round
+// that fails never confirms anything that was waiting on it, and held records (tickets) keep
+// exactly the flushed() calls made after them waiting.
 import { test, afterEach } from 'node:test';
 import assert from 'node:assert/strict';
 import { rmSync } from 'node:fs';
-import { Storage } from '../../src/storage/mod.js';
+import { Storage, type GroupCommitter } from '../../src/storage/mod.js';
 import { TempDirs, payloadFor, tick } from '../contract/storage-helpers.js';
 
 const tmp = new TempDirs('group-commit');
@@ -66,3 +67,84 @@ for (const durability of ['fsync', 'os'] as const) {
     await storage.abandon();
   });
 }
+
+/** A participant that holds records back with the given tickets until told to let them go. */
+function holder(committer: GroupCommitter): { hold(): number; release(): void; rounds: number } {
+  const held: number[] = [];
+  const p = {
+    rounds: 0,
+    beginRound: () => {
+      p.rounds++;
+      return null;
+    },
+    endRound: () => undefined,
+    heldTicket: () => held[0] ?? Infinity,
+    hold(): number {
+      const t = committer.ticket();
+      held.push(t);
+      committer.markDirty(p);
+      return t;
+    },
+    release(): void {
+      held.length = 0;
+      committer.markDirty(p);
+    },
+  };
+  return p;
+}
+
+const settledWithin = async (p: Promise<void>, ms: number): Promise<boolean> => {
+  let done = false;
+  void p.then(() => (done = true));
+  await new Promise((r) => setTimeout(r, ms));
+  return done;
+};
+
+test('flushed() waits for records held before the call, and only for those', async () => {
+  const { storage } = await Storage.open(tmp.fresh());
+  const c = storage.committer;
+  const h = holder(c);
+  const before = c.flushed(); // nothing held yet
+  assert.equal(await settledWithin(before, 20), true, 'a call before any hold resolves');
+  h.hold();
+  const after = c.flushed();
+  assert.equal(await settledWithin(after, 30), false, 'a call after a hold waits for it, round after round');
+  assert.ok(h.rounds >= 1);
+  assert.equal(c.holders, 1);
+  h.release();
+  assert.equal(await settledWithin(after, 20), true, 'and resolves once the record is let go');
+  assert.equal(c.holders, 0);
+  await storage.close();
+});
+
+test('a record held after a flushed() call does not delay that call, even before the next round starts', async () => {
+  const { storage } = await Storage.open(tmp.fresh());
+  const c = storage.committer;
+  const log = await storage.openLog('l', { durability: 'fsync' });
+  const h = holder(c);
+  log.append(payloadFor(1));
+  const mine = log.flushed(); // covers record 1 only
+  h.hold(); // appended after the call, in the same tick: same round
+  assert.equal(await settledWithin(mine, 30), true, 'not held up by the later record');
+  const later = log.flushed();
+  assert.equal(await settledWithin(later, 30), false, 'a call after the hold waits');
+  h.release();
+  await later;
+  await storage.close();
+});
+
+test('flushed() while a round is in flight and nothing is dirty still waits for a record that round holds', async () => {
+  const { storage } = await Storage.open(tmp.fresh());
+  const c = storage.committer;
+  const log = await storage.openLog('l', { durability: 'fsync' });
+  const h = holder(c);
+  log.append(payloadFor(1));
+  h.hold();
+  while (c.pendingParticipants > 0) await tick();
+  // The round is in flight; the holder has not reported yet, so only the round's waiter knows.
+  const p = c.flushed();
+  assert.equal(await settledWithin(p, 30), false);
+  h.release();
+  await p;
+  await storage.close();
+});

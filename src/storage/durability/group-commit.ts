@@ -8,6 +8,14 @@
  * Only one round is in flight; whatever arrives meanwhile joins the next, which starts at
  * setImmediate after the current one ends. Batching therefore comes from load, with no timer
  * (LavinMQ persister.cr, RocketMQ GroupCommitService).
+ *
+ * Held records: a participant may keep some records out of a round (a queue log holding a large
+ * message its consumer is about to ack, so that it never has to be written; segment-log.ts).
+ * Such records take a ticket from ticket() when appended. flushed() waits for everything
+ * appended before the call, so its waiter resolves at the end of the first round after which
+ * no participant still holds a record with a ticket below the count at the call. Holding is
+ * bounded in time by the participant, so every waiter resolves. Records without a ticket are
+ * never held: the next round carries them.
  */
 import type { Journal, JournalBatch } from './journal.js';
 
@@ -21,15 +29,24 @@ export interface RoundParticipant {
   beginRound(batch: JournalBatch, direct: boolean): Promise<void> | null;
   /** The round that carried this participant's writes is complete (durable where asked). */
   endRound(err: Error | null): void;
+  /**
+   * The smallest ticket among the records it still holds back (not yet written), or Infinity.
+   * Asked after every round it took part in, and after every round while it holds any.
+   */
+  heldTicket?(): number;
 }
 
+/** Callers of flushed() that wait for the same condition: no held ticket below `seq`. */
 interface Waiter {
   promise: Promise<void>;
   resolve: () => void;
   reject: (err: Error) => void;
+  seq: number;
+  /** A round has started since the waiter was created: no caller joins it any more. */
+  closed: boolean;
 }
 
-function waiter(): Waiter {
+function waiter(seq: number): Waiter {
   let resolve!: () => void;
   let reject!: (err: Error) => void;
   const promise = new Promise<void>((res, rej) => {
@@ -38,7 +55,7 @@ function waiter(): Waiter {
   });
   // A round that fails with nobody awaiting it must not crash the process as an unhandled rejection.
   promise.catch(() => undefined);
-  return { promise, resolve, reject };
+  return { promise, resolve, reject, seq, closed: false };
 }
 
 export interface CommitStats {
@@ -53,10 +70,15 @@ export class GroupCommitter {
   #dirty: RoundParticipant[] = [];
   #dirtySet = new Set<RoundParticipant>();
   #inFlight: Promise<void> | null = null;
-  /** Settles with the round in flight: resolves if it succeeded, rejects if it failed. */
+  /** Settles with the round in flight (or later, if records are held): rejects if it failed. */
   #current: Waiter | null = null;
   #scheduled = false;
-  #next: Waiter | null = null;
+  /** Pending waiters, oldest first (their seq never decreases); only the last may be open. */
+  #waiters: Waiter[] = [];
+  /** Tickets handed out so far (see the file comment). */
+  #tickets = 0;
+  /** Participants holding records back after their last round. */
+  #holders = new Set<RoundParticipant>();
   #closed = false;
   readonly stats: CommitStats = { rounds: 0, journalSyncs: 0, journalBytes: 0, participantsWritten: 0 };
   /** Called after every round (the storage uses it to checkpoint early when the journal is large). */
@@ -79,13 +101,30 @@ export class GroupCommitter {
     this.#schedule();
   }
 
+  /** A ticket for a record its participant may hold back from rounds (see the file comment). */
+  ticket(): number {
+    return this.#tickets++;
+  }
+
   /** Resolves when everything appended before this call is stored per its log's policy. */
   flushed(): Promise<void> {
     // Not #inFlight itself: that always resolves, and a failed round must not confirm anything.
-    if (this.#dirty.length === 0) return this.#current?.promise ?? Promise.resolve();
-    if (this.#next === null) this.#next = waiter();
+    if (this.#dirty.length === 0 && this.#holders.size === 0) return this.#current?.promise ?? Promise.resolve();
+    let w = this.#waiters[this.#waiters.length - 1];
+    if (w === undefined || w.closed) {
+      w = waiter(this.#tickets);
+      this.#waiters.push(w);
+    } else {
+      w.seq = this.#tickets;
+    }
+    // With nothing dirty, a holder's own timer or release starts the round that resolves it.
     this.#schedule();
-    return this.#next.promise;
+    return w.promise;
+  }
+
+  /** Participants holding records back right now (tests, metrics). */
+  get holders(): number {
+    return this.#holders.size;
   }
 
   /** Resolves when the round in flight, if any, has ended. */
@@ -127,8 +166,19 @@ export class GroupCommitter {
     const parts = this.#dirty;
     this.#dirty = [];
     this.#dirtySet.clear();
-    const w = this.#next ?? waiter();
-    this.#next = null;
+    // The callers of flushed() so far wait for what they appended before their call (seq); the
+    // round's own waiter, for flushed() calls while it is in flight with nothing dirty, waits
+    // for everything appended before it started.
+    const open = this.#waiters[this.#waiters.length - 1];
+    let w: Waiter;
+    if (open !== undefined && !open.closed && open.seq === this.#tickets) {
+      w = open;
+    } else {
+      if (open !== undefined) open.closed = true;
+      w = waiter(this.#tickets);
+      this.#waiters.push(w);
+    }
+    w.closed = true;
     this.#current = w;
     this.stats.rounds++;
     this.stats.participantsWritten += parts.length;
@@ -157,9 +207,28 @@ export class GroupCommitter {
     const results = await Promise.allSettled(work);
     for (const r of results) if (r.status === 'rejected' && err === null) err = r.reason as Error;
     for (const p of parts) p.endRound(err);
-    this.#current = null;
-    if (err) w.reject(err);
-    else w.resolve();
+    if (this.#current === w) this.#current = null;
+    this.#settleWaiters(parts, err);
     if (this.onRound !== null) this.onRound();
+  }
+
+  /** Resolves the closed waiters whose records are all stored now; a failed round rejects them all. */
+  #settleWaiters(parts: RoundParticipant[], err: Error | null): void {
+    for (const p of parts) if (p.heldTicket !== undefined) this.#holders.add(p);
+    let held = Infinity;
+    for (const p of this.#holders) {
+      const t = p.heldTicket!();
+      if (t === Infinity) this.#holders.delete(p);
+      else if (t < held) held = t;
+    }
+    let n = 0;
+    while (n < this.#waiters.length) {
+      const w = this.#waiters[n]!;
+      if (!w.closed || (err === null && w.seq > held)) break;
+      if (err) w.reject(err);
+      else w.resolve();
+      n++;
+    }
+    if (n > 0) this.#waiters.splice(0, n);
   }
 }

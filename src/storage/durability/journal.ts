@@ -36,15 +36,24 @@ export class JournalBatch {
   }
   /** Adds the records in `bytes` (whole records of one log) as one journal entry. */
   add(logId: number, bytes: Buffer): void {
+    this.addv(logId, [bytes], bytes.length);
+  }
+
+  /**
+   * Adds the concatenation of `parts` (`length` bytes, whole records of one log, possibly cut
+   * between a record's header and its payload) as one journal entry, without copying them.
+   */
+  addv(logId: number, parts: Buffer[], length: number): void {
     const h = Buffer.allocUnsafe(JOURNAL_ENTRY_HEADER);
     h.writeUInt32LE(JOURNAL_MAGIC, 0);
     h.writeUInt32LE(logId, 8);
-    h.writeUInt32LE(bytes.length, 12);
+    h.writeUInt32LE(length, 12);
     writeU64(h, 16, this.#journal.takeSeq());
     h.writeUInt32LE(crc32c(h, 8, JOURNAL_ENTRY_HEADER), 4);
-    this.bufs.push(h, bytes);
+    this.bufs.push(h);
+    for (const b of parts) this.bufs.push(b);
     this.entries++;
-    this.bytes += JOURNAL_ENTRY_HEADER + bytes.length;
+    this.bytes += JOURNAL_ENTRY_HEADER + length;
   }
 }
 

@@ -14,6 +14,7 @@
  * invalid record of a tail marks where a torn or corrupt write begins.
  */
 import { crc32c } from '../../common/mod.js';
+import { crc32cCombine } from './crc32c-combine.js';
 
 export const RECORD_HEADER = 28;
 export const RECORD_MAGIC = 0x53;
@@ -23,6 +24,12 @@ export const RecordType = {
   DATA: 1,
   /** Marks the rest of a segment unused. */
   PAD: 2,
+  /**
+   * A record whose payload was never written because its owner released it before its commit
+   * round (a queue message acked while it waited, segment-log.ts "Held records"). The header
+   * keeps its offset, timestamp and flags so that the log stays contiguous; the payload is empty.
+   */
+  ELIDED: 3,
 } as const;
 
 /** Upper bound on one record, so a corrupt length can never make a reader allocate gigabytes. */
@@ -48,6 +55,23 @@ export function encodeRecord(
   buf.set(payload, pos + RECORD_HEADER);
   const end = pos + 4 + len;
   buf.writeUInt32LE(crc32c(buf, pos + 8, end), pos + 4);
+  return end;
+}
+
+/**
+ * Writes only the RECORD_HEADER bytes of a record whose payload is written from `payload`
+ * itself, right after the header (a large record written with writev instead of being copied).
+ * The CRC still covers header and payload, as encodeRecord's does.
+ */
+export function encodeRecordHeader(buf: Buffer, pos: number, offset: number, ts: number, type: number, flags: number, payload: Buffer): number {
+  buf.writeUInt32LE(RECORD_HEADER - 4 + payload.length, pos);
+  buf[pos + 8] = RECORD_MAGIC;
+  buf[pos + 9] = type;
+  buf.writeUInt16LE(flags, pos + 10);
+  writeU64(buf, pos + 12, offset);
+  writeU64(buf, pos + 20, ts);
+  const end = pos + RECORD_HEADER;
+  buf.writeUInt32LE(crc32cCombine(crc32c(buf, pos + 8, end), crc32c(payload), payload.length), pos + 4);
   return end;
 }
 

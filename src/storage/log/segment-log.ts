@@ -1,20 +1,41 @@
 /**
- * An append-only log of records in fixed-size segment files (segment.ts), the one storage
- * primitive: queue logs, partition logs and the schedule log are all SegmentLogs.
+ * An append-only log of records in segment files (segment.ts), the one storage primitive: queue
+ * logs, partition logs and the schedule log are all SegmentLogs.
  *
  * append() is synchronous: it assigns the next offset and encodes the record into a pending
  * buffer, and the node's GroupCommitter writes it in its next round. `flushed()` resolves when
  * everything appended so far is stored according to the log's durability policy.
+ *
+ * Segments roll at `segmentBytes`, or with `minRecordsPerSegment` (queue logs) later for
+ * large records: a segment then takes at least that many records of the size being appended
+ * (a roll costs a create, a directory fsync, a seal and, for a queue, an ack file and a delete).
+ *
+ * Held records (queue logs): appendRetained() writes a payload of RETAIN_MIN_BYTES or more from
+ * the caller's buffer (a header in the slab, the payload as its own writev entry) instead of
+ * copying it. With a write gate set (setWriteGate, FileQueueStore), such a record is also left
+ * unplaced until a round starts, and the gate then says, oldest first, whether to write it, to
+ * elide it (its owner released it: an acked message; an ELIDED record of header only takes its
+ * offset, record.ts), or to hold it for a later round (a consumer has it and will likely ack it
+ * soon). Holding lasts at most `maxHoldMs`, after which the record is written whatever the gate
+ * says. Positions are given in offset order, so a held record keeps every later record of its
+ * log back too. Held records take GroupCommitter tickets: flushed() waits until they are
+ * written or elided, so nothing is confirmed before it is durable, except what its consumer
+ * acked, which is gone anyway. RabbitMQ's message store does the same for a message removed
+ * before it was written: confirmed, never written.
+ *
+ * A round that writes only ELIDED records does not fsync: they stand for nothing that must
+ * survive a power loss. The next round that writes data fsyncs those segments as well, so no
+ * synced record ever follows an unsynced one in the log (recovery would cut the log there).
  */
-import { readdir, rename, rm, stat } from 'node:fs/promises';
-import { CorruptSegment, SluiceError } from '../../common/mod.js';
-import { datasync, readAt, readAtSync, truncateFd, writevAt, writevAtSync, openFile, fsyncDir } from '../io.js';
+import { SluiceError } from '../../common/mod.js';
+import { datasync, writevAt, writevAtSync, openFile, fsyncDir } from '../io.js';
 import type { Durability } from '../durability/policy.js';
 import type { GroupCommitter, RoundParticipant } from '../durability/group-commit.js';
 import type { JournalBatch } from '../durability/journal.js';
 import {
   checkRecord,
   encodeRecord,
+  encodeRecordHeader,
   RecordCheck,
   RecordType,
   recordFlags,
@@ -26,33 +47,26 @@ import {
   RECORD_HEADER,
   MAX_RECORD_BYTES,
 } from './record.js';
-import { encodeSegmentHeader, parseSegmentFileName, Segment, SEGMENT_HEADER } from './segment.js';
+import { encodeSegmentHeader, Segment, SEGMENT_HEADER } from './segment.js';
+import { recoverSegments, type LogRecoveryReport } from './log-recovery.js';
+import { readRecords, readRecordSync, type LogRecord } from './segment-read.js';
+import { HeldRecords, Placement, type HeldRecord, type PlacementValue, type WriteGate } from './held-records.js';
+
+export type { LogRecoveryReport } from './log-recovery.js';
+export type { LogRecord } from './segment-read.js';
+export { Placement, type PlacementValue, type WriteGate } from './held-records.js';
 
 export interface LogOptions {
-  /** Target size of a segment file (a single larger record gets a segment of its own). */
+  /** Target size of a segment file (larger for large records; a single larger record gets a segment of its own). */
   segmentBytes?: number;
   /** Bytes between sparse index entries. */
   indexInterval?: number;
   durability?: Durability;
-}
-
-export interface LogRecord {
-  offset: number;
-  ts: number;
-  flags: number;
-  type: number;
-  payload: Buffer;
-}
-
-export interface LogRecoveryReport {
-  log: string;
-  /** Bytes cut from segment tails that failed validation. */
-  truncatedBytes: number;
-  /** Segment files that could not be read at all, moved aside with a `.corrupt` suffix. */
-  quarantined: string[];
-  problems: string[];
-  /** Records restored from the journal. */
-  replayed: number;
+  /**
+   * A segment grows past segmentBytes until it holds this many records of the size being
+   * appended (up to 1 GiB). Default 1: only a single larger record exceeds segmentBytes.
+   */
+  minRecordsPerSegment?: number;
 }
 
 export interface RetentionPolicy {
@@ -61,9 +75,14 @@ export interface RetentionPolicy {
 }
 
 const DEFAULT_SEGMENT_BYTES = 8 * 1024 * 1024;
+/** Growth for minRecordsPerSegment stops here (index positions are u32; a record is at most MAX_RECORD_BYTES). */
+const MAX_SEGMENT_BYTES = 1024 * 1024 * 1024;
 const SLAB_BYTES = 64 * 1024;
 /** Chunks up to this size are written synchronously (page cache only; see io.ts writevAtSync). */
 const SYNC_WRITE_MAX = 256 * 1024;
+/** appendRetained() payloads of this size or more are written from the caller's buffer, and may be held. */
+export const RETAIN_MIN_BYTES = 64 * 1024;
+const EMPTY = Buffer.alloc(0);
 
 interface PendingChunk {
   seg: Segment;
@@ -73,6 +92,8 @@ interface PendingChunk {
   bytes: number;
   /** The chunk begins a new segment file, so the header goes first. */
   create: boolean;
+  /** It holds a record other than ELIDED ones (something that must be durable). */
+  data: boolean;
 }
 
 export class SegmentLog implements RoundParticipant {
@@ -82,6 +103,7 @@ export class SegmentLog implements RoundParticipant {
   readonly durability: Durability;
   readonly segmentBytes: number;
   readonly indexInterval: number;
+  readonly minRecordsPerSegment: number;
   #committer: GroupCommitter;
   #segments: Segment[] = [];
   #nextOffset = 0;
@@ -93,6 +115,15 @@ export class SegmentLog implements RoundParticipant {
   #slab: Buffer = Buffer.allocUnsafe(SLAB_BYTES);
   #slabPos = 0;
   #slabChunkStart = 0;
+  /** Appended, not placed yet (see "Held records"). */
+  #held = new HeldRecords();
+  #gate: WriteGate | null = null;
+  #maxHoldMs = 0;
+  #holdTimer: NodeJS.Timeout | null = null;
+  /** Segments that got ELIDED records in a round without fsync (see the file comment). */
+  #unsynced: Segment[] = [];
+  /** ELIDED records found by recovery or journal replay, for the owner (takeElidedAtOpen). */
+  #elidedAtOpen: number[] = [];
   /** Readers waiting for `offset` to be written. */
   #tailWaiters: Array<{ offset: number; resolve: () => void }> = [];
   #sealQueue: Segment[] = [];
@@ -108,6 +139,7 @@ export class SegmentLog implements RoundParticipant {
     this.durability = opts.durability ?? 'fsync';
     this.segmentBytes = opts.segmentBytes ?? DEFAULT_SEGMENT_BYTES;
     this.indexInterval = opts.indexInterval ?? 4096;
+    this.minRecordsPerSegment = Math.max(1, opts.minRecordsPerSegment ?? 1);
   }
 
   /** First offset still stored (older ones were removed by retention or reclamation). */
@@ -120,6 +152,10 @@ export class SegmentLog implements RoundParticipant {
   /** Records below this offset are in their files (readable). */
   get writtenOffset(): number {
     return this.#writtenOffset;
+  }
+  /** Records appended and not placed yet (held back, or waiting for their first round). */
+  get heldCount(): number {
+    return this.#held.length;
   }
   get sizeBytes(): number {
     let n = 0;
@@ -141,23 +177,14 @@ export class SegmentLog implements RoundParticipant {
 
   /**
    * Opens (or creates) the log in `dir`: scans segments without a valid index (normally only
-   * the last) and truncates each at its first bad record. `trustLastIndex` is set after a
-   * clean shutdown, when the last segment's index was written at close.
+   * the last) and truncates each at its first bad record (log-recovery.ts). `trustLastIndex`
+   * is set after a clean shutdown, when the last segment's index was written at close.
    */
   async open(trustLastIndex: boolean): Promise<LogRecoveryReport> {
     const report: LogRecoveryReport = { log: this.name, truncatedBytes: 0, quarantined: [], problems: [], replayed: 0 };
-    const bases: number[] = [];
-    for (const n of await readdir(this.dir)) {
-      const b = parseSegmentFileName(n);
-      if (b !== null) bases.push(b);
-    }
-    bases.sort((a, b) => a - b);
-    for (let i = 0; i < bases.length; i++) {
-      const base = bases[i]!;
-      const isLast = i === bases.length - 1;
-      const seg = await this.#openSegment(base, isLast, trustLastIndex, report);
-      if (seg !== null) this.#segments.push(seg);
-    }
+    const { segments, elided } = await recoverSegments(this.dir, this.indexInterval, trustLastIndex, report);
+    this.#segments = segments;
+    this.#elidedAtOpen = elided;
     const last = this.#segments[this.#segments.length - 1];
     this.#nextOffset = last ? last.nextOffset : 0;
     // An empty trailing segment keeps the offset sequence; without any, a fresh log starts at 0.
@@ -166,77 +193,68 @@ export class SegmentLog implements RoundParticipant {
     return report;
   }
 
-  async #openSegment(base: number, isLast: boolean, trustIndex: boolean, report: LogRecoveryReport): Promise<Segment | null> {
-    const probe = new Segment(this.dir, base, this.indexInterval);
-    const hdr = await Segment.readIndexHeader(probe.indexPath, base);
-    // The index vouches for the records, not for the file's format or length: check those too.
-    let fileSize = -1;
-    if (hdr !== null && (!isLast || trustIndex)) {
-      try {
-        fileSize = await Segment.verifyHeader(probe.path, base);
-      } catch (e) {
-        if (!(e instanceof CorruptSegment)) throw e;
-        return this.#quarantine(probe, e, report);
-      }
-    }
-    if (hdr !== null && (!isLast || trustIndex) && fileSize === hdr.readUInt32LE(32)) {
-      const seg = Segment.sealedFromIndexHeader(this.dir, base, this.indexInterval, hdr);
-      if (isLast) {
-        // It will be appended to again, so its index stops describing it.
-        await seg.loadIndex();
-        seg.sealed = false;
-        await rm(seg.indexPath, { force: true });
-      }
-      return seg;
-    }
-    if (hdr !== null) await rm(probe.indexPath, { force: true }); // it no longer describes the file
-    fileSize = (await stat(probe.path)).size;
-    try {
-      const r = await probe.scan(fileSize);
-      if (r.end < fileSize) {
-        report.truncatedBytes += fileSize - r.end;
-        report.problems.push(`${probe.path}: ${r.problem ?? 'bad tail'}; truncated ${fileSize - r.end} bytes at ${r.end}`);
-        await truncateFd(probe.fd, r.end);
-        await datasync(probe.fd);
-      }
-      if (!isLast) {
-        probe.sealed = true;
-        // The index says "complete and durable" (segment.ts), so the data goes to disk first.
-        await datasync(probe.fd);
-        await probe.writeIndex();
-        await probe.close();
-      }
-      return probe;
-    } catch (e) {
-      await probe.close();
-      if (!(e instanceof CorruptSegment)) throw e;
-      return this.#quarantine(probe, e, report);
-    }
-  }
-
-  /** Moves an unreadable segment aside with a `.corrupt` suffix and reports it. */
-  async #quarantine(probe: Segment, e: CorruptSegment, report: LogRecoveryReport): Promise<null> {
-    const aside = `${probe.path}.corrupt`;
-    await rename(probe.path, aside);
-    await rm(probe.indexPath, { force: true });
-    report.quarantined.push(aside);
-    report.problems.push(e.message);
-    return null;
+  /**
+   * Offsets of the ELIDED records that recovery scanned or journal replay restored since open
+   * (their owner may have lost its own note of releasing them in the crash); returned once.
+   */
+  takeElidedAtOpen(): number[] {
+    const e = this.#elidedAtOpen;
+    this.#elidedAtOpen = [];
+    return e;
   }
 
   /** Appends one record; returns its offset. The bytes are written in the next commit round. */
   append(payload: Uint8Array, ts: number = Date.now(), flags = 0, type: number = RecordType.DATA): number {
-    if (this.#closed) throw new SluiceError('SLUICE_STORAGE_CLOSED');
-    const size = RECORD_HEADER + payload.length;
-    if (size > MAX_RECORD_BYTES) throw new SluiceError('SLUICE_STORAGE_RECORD_TOO_LARGE', `record of ${size} bytes`);
+    const size = this.#checkAppend(payload.length);
     const seg = this.#segmentFor(size);
-    if (this.#slab.length - this.#slabPos < size) this.#newSlab(size);
     const offset = this.#nextOffset++;
-    const pos = seg.size;
-    this.#slabPos = encodeRecord(this.#slab, this.#slabPos, offset, ts, type, flags, payload);
-    seg.noteRecord(offset, pos, size, ts);
+    seg.assign(offset);
+    // Behind held records it is placed after them, from a copy: the caller may reuse its buffer.
+    if (this.#held.length > 0) this.#hold(seg, offset, Buffer.from(payload), ts, flags, type, size, false);
+    else this.#place(seg, offset, payload, ts, flags, type, false);
     this.#committer.markDirty(this);
     return offset;
+  }
+
+  /**
+   * append() for a payload that will never change: one of RETAIN_MIN_BYTES or more is written
+   * from `payload` itself rather than copied, and with a write gate set it is held until a
+   * round starts, when the gate decides (see "Held records").
+   */
+  appendRetained(payload: Buffer, ts: number = Date.now(), flags = 0): number {
+    const size = this.#checkAppend(payload.length);
+    const seg = this.#segmentFor(size);
+    const offset = this.#nextOffset++;
+    seg.assign(offset);
+    const retained = payload.length >= RETAIN_MIN_BYTES;
+    if (this.#held.length > 0 || (retained && this.#gate !== null)) this.#hold(seg, offset, payload, ts, flags, RecordType.DATA, size, retained);
+    else this.#place(seg, offset, payload, ts, flags, RecordType.DATA, retained);
+    this.#committer.markDirty(this);
+    return offset;
+  }
+
+  /** The record size for a payload of `length` bytes, after checking that it may be appended. */
+  #checkAppend(length: number): number {
+    if (this.#closed) throw new SluiceError('SLUICE_STORAGE_CLOSED');
+    const size = RECORD_HEADER + length;
+    if (size > MAX_RECORD_BYTES) throw new SluiceError('SLUICE_STORAGE_RECORD_TOO_LARGE', `record of ${size} bytes`);
+    return size;
+  }
+
+  /**
+   * Lets `gate` decide, at each round, about the retained records appended from now on (see
+   * "Held records"); none is held longer than `maxHoldMs`. null: write everything, now
+   * including whatever is held.
+   */
+  setWriteGate(gate: WriteGate | null, maxHoldMs = 0): void {
+    this.#gate = gate;
+    this.#maxHoldMs = maxHoldMs;
+    if (gate === null) this.reconsiderHeld();
+  }
+
+  /** The gate's answer for a held record may have changed (its message was acked or requeued). */
+  reconsiderHeld(): void {
+    if (this.#held.length > 0 && !this.#closed) this.#committer.markDirty(this);
   }
 
   /** Resolves when every record appended so far is stored per this log's durability policy. */
@@ -249,20 +267,60 @@ export class SegmentLog implements RoundParticipant {
   /** The segment that takes the next record of `size` bytes, rolling when the current is full. */
   #segmentFor(size: number): Segment {
     let seg = this.#segments[this.#segments.length - 1];
-    if (seg === undefined || seg.sealed || (seg.records > 0 && seg.size + size > this.segmentBytes)) {
-      this.#closeChunk();
+    if (seg === undefined || seg.sealed || (seg.records > 0 && seg.size + seg.reserved + size > this.#rollBytes(seg, size))) {
       if (seg !== undefined && !seg.sealed) {
         seg.sealed = true;
         this.#sealQueue.push(seg);
       }
       seg = new Segment(this.dir, this.#nextOffset, this.indexInterval);
+      seg.pendingCreate = true;
       this.#segments.push(seg);
-      this.#pending.push({ seg, pos: SEGMENT_HEADER, bufs: [], bytes: 0, create: true });
-    } else if (this.#pending.length === 0 || this.#pending[this.#pending.length - 1]!.seg !== seg) {
-      this.#closeChunk();
-      this.#pending.push({ seg, pos: seg.size, bufs: [], bytes: 0, create: false });
     }
+    if (size > seg.largestRecord) seg.largestRecord = size;
     return seg;
+  }
+
+  /** Where `seg` rolls before a record of `size` bytes: sized by the largest record it takes. */
+  #rollBytes(seg: Segment, size: number): number {
+    if (this.minRecordsPerSegment === 1) return this.segmentBytes;
+    return Math.max(this.segmentBytes, Math.min(MAX_SEGMENT_BYTES, Math.max(size, seg.largestRecord) * this.minRecordsPerSegment));
+  }
+
+  #hold(seg: Segment, offset: number, payload: Buffer, ts: number, flags: number, type: number, size: number, retained: boolean): void {
+    seg.reserved += size;
+    // Nobody waits for a 'none' log's durability, so its records never hold up flushed().
+    const ticket = this.durability === 'none' ? Infinity : this.#committer.ticket();
+    this.#held.push({ offset, seg, payload, ts, flags, type, size, retained, ticket, at: performance.now() });
+  }
+
+  /** Gives the record its position (the end of `seg`) and encodes it into the pending chunk. */
+  #place(seg: Segment, offset: number, payload: Uint8Array, ts: number, flags: number, type: number, retained: boolean): void {
+    const c = this.#chunkFor(seg);
+    const pos = seg.size;
+    const size = RECORD_HEADER + payload.length;
+    if (retained) {
+      if (this.#slab.length - this.#slabPos < RECORD_HEADER) this.#newSlab(RECORD_HEADER);
+      this.#slabPos = encodeRecordHeader(this.#slab, this.#slabPos, offset, ts, type, flags, payload as Buffer);
+      this.#closeChunk();
+      c.bufs.push(payload as Buffer);
+      c.bytes += payload.length;
+    } else {
+      if (this.#slab.length - this.#slabPos < size) this.#newSlab(size);
+      this.#slabPos = encodeRecord(this.#slab, this.#slabPos, offset, ts, type, flags, payload);
+    }
+    seg.place(offset, pos, size, ts);
+    if (type !== RecordType.ELIDED) c.data = true;
+  }
+
+  /** The pending chunk that takes the next bytes of `seg` (the last one, or a new one). */
+  #chunkFor(seg: Segment): PendingChunk {
+    const last = this.#pending[this.#pending.length - 1];
+    if (last !== undefined && last.seg === seg) return last;
+    this.#closeChunk();
+    const c: PendingChunk = { seg, pos: seg.size, bufs: [], bytes: 0, create: seg.pendingCreate, data: false };
+    seg.pendingCreate = false;
+    this.#pending.push(c);
+    return c;
   }
 
   #closeChunk(): void {
@@ -282,27 +340,73 @@ export class SegmentLog implements RoundParticipant {
     this.#slabChunkStart = 0;
   }
 
+  /** Places held records, oldest first, until the gate holds one (see "Held records"). */
+  #placeHeld(): void {
+    const now = performance.now();
+    for (let r = this.#held.peek(); r !== undefined; r = this.#held.peek()) {
+      let p: PlacementValue = Placement.WRITE;
+      if (r.retained && this.#gate !== null) {
+        p = this.#gate(r.offset);
+        if (p === Placement.HOLD && now - r.at >= this.#maxHoldMs) p = Placement.WRITE;
+      }
+      if (p === Placement.HOLD) break;
+      this.#held.shift();
+      r.seg.reserved -= r.size;
+      if (p === Placement.ELIDE) this.#place(r.seg, r.offset, EMPTY, r.ts, r.flags, RecordType.ELIDED, false);
+      else this.#place(r.seg, r.offset, r.payload, r.ts, r.flags, r.type, r.retained);
+    }
+  }
+
+  /** Starts a round for the held head once its hold runs out (an ack may come first). */
+  #armHoldTimer(head: HeldRecord): void {
+    if (this.#holdTimer !== null || this.#closed) return;
+    const wait = Math.max(1, Math.ceil(this.#maxHoldMs - (performance.now() - head.at)));
+    this.#holdTimer = setTimeout(() => {
+      this.#holdTimer = null;
+      this.reconsiderHeld();
+    }, wait);
+  }
+
   // RoundParticipant: called by the GroupCommitter.
   needsSync(): boolean {
-    return this.durability === 'fsync';
+    if (this.durability !== 'fsync') return false;
+    if (this.#held.length > 0) return true;
+    for (const c of this.#pending) if (c.data) return true;
+    return false;
+  }
+
+  heldTicket(): number {
+    return this.#held.peek()?.ticket ?? Infinity;
   }
 
   beginRound(batch: JournalBatch, direct: boolean): Promise<void> | null {
+    if (this.#closed) {
+      // Closed (deleted, or abandoned as in a crash): it writes nothing more, and a write into a
+      // deleted directory must not fail a round that confirms other logs' records.
+      this.#pending = [];
+      this.#held.clear();
+      return null;
+    }
+    if (this.#held.length > 0) this.#placeHeld();
     this.#closeChunk();
-    const chunks = this.#pending.filter((c) => c.bytes > 0 || c.create);
+    const chunks = this.#pending;
     this.#pending = [];
     // The slab's written part now belongs to the round; keep filling the rest of it.
     this.#inRound = chunks;
-    this.#roundEndOffset = this.#nextOffset;
+    const head = this.#held.peek();
+    this.#roundEndOffset = head !== undefined ? head.offset : this.#nextOffset;
+    if (head !== undefined) this.#armHoldTimer(head);
     if (chunks.length === 0) return null;
-    const sync = this.durability === 'fsync' && direct;
-    if (this.durability === 'fsync' && !direct) {
-      for (const c of chunks) for (const b of c.bufs) batch.add(this.id, b);
-    }
-    return this.#writeChunks(chunks, sync);
+    const fsync = this.durability === 'fsync';
+    let data = false;
+    for (const c of chunks) if (c.data) data = true;
+    if (fsync && !direct) for (const c of chunks) batch.addv(this.id, c.bufs, c.bytes);
+    // ELIDED records alone need no fsync; the next round with data syncs their segments too.
+    const syncOld = fsync && data && this.#unsynced.length > 0 ? this.#unsynced.splice(0) : [];
+    return this.#writeChunks(chunks, fsync && direct && data, syncOld, fsync && direct && !data);
   }
 
-  async #writeChunks(chunks: PendingChunk[], sync: boolean): Promise<void> {
+  async #writeChunks(chunks: PendingChunk[], sync: boolean, syncOld: Segment[], leftUnsynced: boolean): Promise<void> {
     // Let the round submit the journal write first: it is the one the round waits on.
     await null;
     // Sequential on purpose: a segment's bytes reach the file before the next segment's, so
@@ -312,14 +416,30 @@ export class SegmentLog implements RoundParticipant {
         c.seg.fd = await openFile(c.seg.path, 'w+');
         await fsyncDir(this.dir);
         await writevAt(c.seg.fd, [encodeSegmentHeader(c.seg.base), ...c.bufs], 0);
-      } else if (c.bufs.length > 0) {
+      } else {
         const fd = await c.seg.ensureFd();
         if (c.bytes <= SYNC_WRITE_MAX) writevAtSync(fd, c.bufs, c.pos);
         else await writevAt(fd, c.bufs, c.pos);
       }
       c.seg.dirty = true;
     }
-    if (sync) for (const c of chunks) await datasync(await c.seg.ensureFd());
+    if (sync) {
+      let last: Segment | null = null;
+      for (const c of chunks) {
+        if (c.seg === last) continue;
+        last = c.seg;
+        await datasync(await c.seg.ensureFd());
+      }
+    }
+    for (const s of syncOld) {
+      if (s.removed || chunks.some((c) => c.seg === s && sync)) continue;
+      try {
+        await s.use(datasync);
+      } catch (e) {
+        if (!s.removed) throw e;
+      }
+    }
+    if (leftUnsynced) for (const c of chunks) if (!this.#unsynced.includes(c.seg)) this.#unsynced.push(c.seg);
   }
 
   endRound(err: Error | null): void {
@@ -415,56 +535,21 @@ export class SegmentLog implements RoundParticipant {
    * records that are appended but not yet written.
    */
   async readBatch(offset: number, maxBytes: number, maxRecords = Number.MAX_SAFE_INTEGER): Promise<LogRecord[]> {
-    if (offset >= this.#nextOffset) return [];
-    if (offset >= this.#writtenOffset) await this.waitForOffset(offset);
-    let seg = this.#find(offset);
-    if (seg === null) {
-      // Removed range: continue at the next stored segment.
-      seg = this.#segments.find((s) => s.base > offset) ?? null;
-      if (seg === null) return [];
-      offset = seg.base;
+    let seg: Segment | null = null;
+    while (seg === null) {
+      if (offset >= this.#nextOffset) return [];
+      if (offset >= this.#writtenOffset) await this.waitForOffset(offset);
+      seg = this.#find(offset);
+      if (seg === null) {
+        // Removed range: continue at the next stored segment, once written (until its first
+        // round its file may not even exist), and look again (it may be removed by then).
+        const next = this.#segments.find((s) => s.base > offset);
+        if (next === undefined) return [];
+        offset = next.base;
+      }
     }
     const s = seg;
-    return s.use((fd) => this.#readFrom(s, fd, offset, maxBytes, maxRecords));
-  }
-
-  async #readFrom(seg: Segment, fd: number, offset: number, maxBytes: number, maxRecords: number): Promise<LogRecord[]> {
-    let pos = await seg.floorPosition(offset);
-    const limit = Math.min(seg.size, this.#writtenEndOf(seg));
-    const out: LogRecord[] = [];
-    let want = Math.min(Math.max(maxBytes, 4096) + (offset > seg.base ? this.indexInterval : 0), limit - pos);
-    while (out.length < maxRecords && pos < limit) {
-      const buf = Buffer.allocUnsafe(Math.max(want, RECORD_HEADER));
-      const n = await readAt(fd, buf, 0, Math.min(buf.length, limit - pos), pos);
-      let p = 0;
-      let progressed = false;
-      let taken = 0;
-      while (p < n && out.length < maxRecords) {
-        const check = checkRecord(buf, p, n);
-        if (check === RecordCheck.SHORT) break;
-        if (check !== RecordCheck.OK) throw new CorruptSegment(seg.path, pos + p, 'record failed validation on read');
-        const len = recordLength(buf, p);
-        const off = recordOffset(buf, p);
-        if (off >= offset) {
-          if (taken > 0 && taken + len > maxBytes) return out;
-          out.push({ offset: off, ts: recordTimestamp(buf, p), flags: recordFlags(buf, p), type: recordType(buf, p), payload: recordPayload(buf, p) });
-          taken += len;
-        }
-        p += len;
-        progressed = true;
-      }
-      if (out.length > 0 && (taken >= maxBytes || out.length >= maxRecords)) return out;
-      if (!progressed) {
-        // One record larger than the buffer: read exactly it.
-        const len = buf.readUInt32LE(p) + 4;
-        want = len;
-        continue;
-      }
-      pos += p;
-      if (out.length > 0) return out;
-      want = Math.max(maxBytes, 4096);
-    }
-    return out;
+    return s.use(async (fd) => readRecords(s, fd, offset, maxBytes, maxRecords, Math.min(s.size, this.#writtenEndOf(s))));
   }
 
   /**
@@ -479,34 +564,8 @@ export class SegmentLog implements RoundParticipant {
     const seg = this.#find(offset);
     if (seg === null) return null;
     if (seg.fd < 0 || seg.removed) return undefined;
-    let pos = seg.floorPositionSync(offset);
-    if (pos < 0) return undefined;
     // Every record before `offset` in the segment is written, so the scan never parses unwritten bytes.
-    const limit = seg.size;
-    let buf = scratch;
-    while (pos < limit) {
-      const n = readAtSync(seg.fd, buf, 0, Math.min(buf.length, limit - pos), pos);
-      let p = 0;
-      for (;;) {
-        const check = checkRecord(buf, p, n);
-        if (check === RecordCheck.SHORT) break;
-        if (check !== RecordCheck.OK) throw new CorruptSegment(seg.path, pos + p, 'record failed validation on read');
-        const off = recordOffset(buf, p);
-        if (off === offset) {
-          return { offset: off, ts: recordTimestamp(buf, p), flags: recordFlags(buf, p), type: recordType(buf, p), payload: recordPayload(buf, p) };
-        }
-        if (off > offset) return null;
-        p += recordLength(buf, p);
-      }
-      if (p === 0) {
-        // The next record is larger than the buffer: read exactly it.
-        if (n < 4) return undefined;
-        buf = Buffer.allocUnsafe(buf.readUInt32LE(0) + 4);
-        continue;
-      }
-      pos += p;
-    }
-    return null;
+    return readRecordSync(seg, seg.fd, offset, scratch);
   }
 
   /** End position of what is written in `seg`: the whole segment unless the round is still writing it. */
@@ -564,7 +623,9 @@ export class SegmentLog implements RoundParticipant {
       const len = recordLength(bytes, p);
       const off = recordOffset(bytes, p);
       if (off === this.#nextOffset) {
-        this.append(recordPayload(bytes, p), recordTimestamp(bytes, p), recordFlags(bytes, p), recordType(bytes, p));
+        const type = recordType(bytes, p);
+        this.append(recordPayload(bytes, p), recordTimestamp(bytes, p), recordFlags(bytes, p), type);
+        if (type === RecordType.ELIDED) this.#elidedAtOpen.push(off);
         added++;
       }
       p += len;
@@ -572,22 +633,39 @@ export class SegmentLog implements RoundParticipant {
     return added;
   }
 
-  /** Writes the last segment's index so the next open can skip scanning it (clean shutdown). */
+  /**
+   * Writes the last segment's index so the next open can skip scanning it (clean shutdown).
+   * Held records should have been released first (setWriteGate(null) and a round); any still
+   * held are dropped unwritten, as a crash would, and the last segment is left to be scanned.
+   */
   async closeClean(): Promise<void> {
     this.#closed = true;
+    const dropped = this.#dropHeld();
     if (this.#sealing) await this.#sealing;
     const last = this.#segments[this.#segments.length - 1];
     for (const s of this.#segments) {
       if (s.fd >= 0 && s.dirty) await datasync(s.fd);
       s.dirty = false;
     }
-    if (last !== undefined && last.fd >= 0 && last.records > 0) await last.writeIndex();
+    if (!dropped && last !== undefined && last.fd >= 0 && last.records > 0) await last.writeIndex();
     for (const s of this.#segments) await s.close();
   }
 
   async close(): Promise<void> {
     this.#closed = true;
+    this.#dropHeld();
     if (this.#sealing) await this.#sealing;
     for (const s of this.#segments) await s.close();
+  }
+
+  /** Forgets held records (never written, never confirmed); returns whether there were any. */
+  #dropHeld(): boolean {
+    if (this.#holdTimer !== null) clearTimeout(this.#holdTimer);
+    this.#holdTimer = null;
+    if (this.#held.length === 0) return false;
+    this.#held.clear();
+    // The committer asks holders after each round; one more round lets it see this one is done.
+    this.#committer.markDirty(this);
+    return true;
   }
 }

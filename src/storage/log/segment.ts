@@ -14,7 +14,7 @@ import { unlink, writeFile, readFile } from 'node:fs/promises';
 import { fstat as fstatCb, type Stats } from 'node:fs';
 import { crc32c, CorruptSegment } from '../../common/mod.js';
 import { openFile, readAt, closeFile } from '../io.js';
-import { checkRecord, RecordCheck, recordLength, recordOffset, recordTimestamp, readU64, writeU64 } from './record.js';
+import { checkRecord, RecordCheck, RecordType, recordLength, recordOffset, recordTimestamp, recordType, readU64, writeU64 } from './record.js';
 
 const fstat = (fd: number): Promise<Stats> => new Promise((res, rej) => fstatCb(fd, (e, st) => (e ? rej(e) : res(st))));
 
@@ -49,13 +49,24 @@ export interface ScanResult {
   lastTs: number;
   /** Why the scan stopped before the end of the file, if it did. */
   problem: string | null;
+  /** Offsets of the ELIDED records found (record.ts). */
+  elided: number[];
 }
 
 export class Segment {
   readonly base: number;
   readonly path: string;
-  /** Bytes assigned to this segment, including records still waiting to be written. */
+  /** Bytes of the records placed in this segment (positioned), written or waiting for their round. */
   size = SEGMENT_HEADER;
+  /**
+   * Bytes of records assigned to this segment but not placed yet (held, segment-log.ts); an
+   * upper bound, since an elided record shrinks to its header when it is placed.
+   */
+  reserved = 0;
+  /** The file does not exist yet: the first chunk written to it creates it. */
+  pendingCreate = false;
+  /** The largest record assigned to it in this process (sizes its roll, segment-log.ts). */
+  largestRecord = 0;
   /** Offset after the last record assigned to this segment. */
   nextOffset: number;
   records = 0;
@@ -89,14 +100,24 @@ export class Segment {
     return this.path.replace(/\.seg$/, '.idx');
   }
 
-  /** Records a record assigned at `pos` (called in append order). */
+  /** Records a record at `pos` (called in offset order): assign() and place() at once. */
   noteRecord(offset: number, pos: number, len: number, ts: number): void {
-    if (this.records === 0 || pos - this.#lastIndexed >= this.indexInterval) {
+    this.assign(offset);
+    this.place(offset, pos, len, ts);
+  }
+
+  /** The record `offset` belongs to this segment (its position may come later, see place()). */
+  assign(offset: number): void {
+    this.records++;
+    this.nextOffset = offset + 1;
+  }
+
+  /** The record `offset`, assigned earlier, sits at `pos` (called in offset order). */
+  place(offset: number, pos: number, len: number, ts: number): void {
+    if (this.#idxCount === 0 || pos - this.#lastIndexed >= this.indexInterval) {
       this.#addIndex(offset - this.base, pos);
       this.#lastIndexed = pos;
     }
-    this.records++;
-    this.nextOffset = offset + 1;
     this.size = pos + len;
     if (ts > this.lastTs) this.lastTs = ts;
   }
@@ -279,6 +300,7 @@ export class Segment {
     let bufEnd = 0; // valid bytes in buf
     let pos = SEGMENT_HEADER;
     let problem: string | null = null;
+    const elided: number[] = [];
     for (;;) {
       const rel = pos - bufStart;
       const check = checkRecord(buf, rel, bufEnd);
@@ -325,8 +347,9 @@ export class Segment {
       }
       const len = recordLength(buf, rel);
       this.noteRecord(offset, pos, len, recordTimestamp(buf, rel));
+      if (recordType(buf, rel) === RecordType.ELIDED) elided.push(offset);
       pos += len;
     }
-    return { end: pos, records: this.records, nextOffset: this.nextOffset, lastTs: this.lastTs, problem };
+    return { end: pos, records: this.records, nextOffset: this.nextOffset, lastTs: this.lastTs, problem, elided };
   }
 }

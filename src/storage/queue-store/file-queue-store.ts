@@ -1,6 +1,6 @@
 /**
- * A queue stored in a SegmentLog (8 MiB segments), with one ack file per segment and a
- * bounded in-memory window of ready messages.
+ * A queue stored in a SegmentLog (8 MiB segments, larger for large messages: storage.ts), with
+ * one ack file per segment and a bounded in-memory window of ready messages.
  *
  * Memory: ready messages live in the log (page cache). The heap holds per-segment ack bitmaps
  * (one bit per message, allocated on first ack), the refs of requeued messages, and a window
@@ -10,13 +10,29 @@
  * Order: everything below #diskCursor was loaded into the window, handed out, or acked.
  * Requeued refs are older than anything in the window, so they go out first, which puts
  * them back at their original position.
+ *
+ * Large messages (RETAIN_MIN_BYTES and up) are written from the publisher's buffer, and are
+ * the log's held records (segment-log.ts): when a round starts, one that is already acked is
+ * elided (never written: the consumer has it, so it is gone, and its confirm goes out anyway, as
+ * RabbitMQ's message store does), and one a consumer holds waits up to `elideWaitMs` for its
+ * ack before it is written. So does one ready in the window while consumers hold deliveries
+ * (the window then takes at least WINDOW_MIN_MESSAGES): it is probably next. Any other is
+ * written at once: with no consumer at work, a publisher's confirms are not delayed.
+ *
+ * Crash ordering for elided messages: an ack is written in the round after it happens, and the
+ * ELIDED record in the same round or, behind another held record, a later one. An ack whose
+ * record never got written is an orphan, dropped at open (below). A record found ELIDED with no
+ * ack (kill -9 between the two writes, or an ack file not on disk at a power loss) is acked at
+ * open when recovery scanned it (takeElidedAtOpen), otherwise when a read meets it; it is never
+ * delivered.
  */
 import { constants } from 'node:fs';
 import { readdir, readFile, unlink } from 'node:fs/promises';
-import { closeFile, openFile, writeFileAtomic, writevAt } from '../io.js';
+import { closeFile, openFile, writeFileAtomic, writevAtSync } from '../io.js';
 import type { RoundParticipant, GroupCommitter } from '../durability/group-commit.js';
 import type { JournalBatch } from '../durability/journal.js';
-import type { SegmentLog } from '../log/segment-log.js';
+import { RecordType } from '../log/record.js';
+import { Placement, type PlacementValue, type SegmentLog } from '../log/segment-log.js';
 import { ackFileName, SegmentAcks } from './ack-file.js';
 import { DeliveredMark } from './delivered-mark.js';
 import type { QueueStore, QueueStoreStats, StoredMessage } from './queue-store.js';
@@ -24,9 +40,28 @@ import type { QueueStore, QueueStoreStats, StoredMessage } from './queue-store.j
 export interface QueueStoreOptions {
   /** Upper bound on ready payload bytes kept in memory. */
   memoryWindowBytes?: number;
-  /** Bytes read from disk per fill(). */
+  /**
+   * Bytes read from disk per fill(); with large messages, enough for FILL_MIN_RECORDS of them
+   * (up to FILL_MAX_BYTES), so that a consumer behind the publisher is not fed one read at a time.
+   */
   readAheadBytes?: number;
+  /**
+   * How long a large message that a consumer holds may wait for its ack before it is written
+   * anyway; it delays publisher confirms by as much when the ack is late. 0: always write.
+   */
+  elideWaitMs?: number;
 }
+
+/** Default of QueueStoreOptions.elideWaitMs. */
+const ELIDE_WAIT_MS = 20;
+/**
+ * While consumers hold deliveries, the window takes at least this many messages whatever their
+ * size, so that large messages published a little ahead of the consumers are handed out from
+ * memory (and, acked before their hold ends, never written) rather than written and read back.
+ */
+const WINDOW_MIN_MESSAGES = 16;
+const FILL_MIN_RECORDS = 8;
+const FILL_MAX_BYTES = 8 * 1024 * 1024;
 
 export interface QueueRecoveryReport {
   queue: string;
@@ -42,6 +77,8 @@ export class FileQueueStore implements QueueStore, RoundParticipant {
   readonly #committer: GroupCommitter;
   readonly #windowBytes: number;
   readonly #readAhead: number;
+  /** The largest payload of the last fill (sizes the next one). */
+  #fillRecordBytes = 0;
   #acks = new Map<number, SegmentAcks>();
   /** Segment bases in order, parallel to the log's segments. */
   #bases: number[] = [];
@@ -121,6 +158,10 @@ export class FileQueueStore implements QueueStore, RoundParticipant {
       }
     }
     for (const acks of q.#acks.values()) q.#live += acks.count - acks.acked;
+    // Released before a crash that lost the ack (see the file comment): ack them now.
+    for (const ref of log.takeElidedAtOpen()) q.#markAcked(ref);
+    const wait = opts.elideWaitMs ?? ELIDE_WAIT_MS;
+    if (wait > 0) log.setWriteGate(q.#gate, wait);
     // Segments fully acked before the crash can go now.
     for (const base of bases) {
       const acks = q.#acks.get(base)!;
@@ -142,11 +183,11 @@ export class FileQueueStore implements QueueStore, RoundParticipant {
 
   enqueue(payload: Buffer, ts: number = Date.now(), flags = 0): number {
     const caughtUp = this.#diskCursor === this.#log.nextOffset;
-    const ref = this.#log.append(payload, ts, flags);
+    const ref = this.#log.appendRetained(payload, ts, flags);
     const base = this.#baseOf(ref, true);
     this.#acks.get(base)!.count++;
     this.#live++;
-    if (caughtUp && this.#windowSize < this.#windowBytes) {
+    if (caughtUp && (this.#windowSize < this.#windowBytes || (this.#handedOut.size > 0 && this.#window.length - this.#windowHead < WINDOW_MIN_MESSAGES))) {
       this.#window.push({ ref, payload, ts, flags, redelivered: false });
       this.#windowSize += payload.length;
       this.#diskCursor = ref + 1;
@@ -157,6 +198,16 @@ export class FileQueueStore implements QueueStore, RoundParticipant {
   flushed(): Promise<void> {
     return this.#log.flushed();
   }
+
+  /** The log's write gate (see the file comment). */
+  readonly #gate = (ref: number): PlacementValue => {
+    if (this.#isAcked(ref)) return Placement.ELIDE;
+    if (this.#handedOut.has(ref)) return Placement.HOLD;
+    // Ready in the window while consumers work through their deliveries: likely theirs soon.
+    // Not a requeued one (it is read back from the log) nor one only on disk (fill() reads it).
+    if (this.#handedOut.size > 0 && ref < this.#diskCursor && !this.#requeued.includes(ref)) return Placement.HOLD;
+    return Placement.WRITE;
+  };
 
   /** Base of the segment holding `ref`; with `appended`, notes a new segment if the log rolled. */
   #baseOf(ref: number, appended = false): number {
@@ -258,7 +309,7 @@ export class FileQueueStore implements QueueStore, RoundParticipant {
       for (const r of recs) {
         if (r.offset >= end) return;
         from = r.offset + 1;
-        fn(r.payload, r.offset, r.flags);
+        if (r.type !== RecordType.ELIDED) fn(r.payload, r.offset, r.flags);
       }
     }
   }
@@ -284,7 +335,7 @@ export class FileQueueStore implements QueueStore, RoundParticipant {
       for (let i = 0; i < todo.length; i++) {
         const rec = msgs[i];
         const ref = todo[i]!;
-        if (rec) this.#requeuedLoaded.set(ref, { ref, payload: rec.payload, ts: rec.ts, flags: rec.flags, redelivered: true });
+        if (rec && rec.type !== RecordType.ELIDED) this.#requeuedLoaded.set(ref, { ref, payload: rec.payload, ts: rec.ts, flags: rec.flags, redelivered: true });
         else this.#requeued = this.#requeued.filter((x) => x !== ref); // gone (purged meanwhile)
       }
       return;
@@ -292,17 +343,24 @@ export class FileQueueStore implements QueueStore, RoundParticipant {
     if (this.#windowHead < this.#window.length) return;
     while (this.#diskCursor < this.#log.nextOffset) {
       const from = this.#diskCursor;
-      const recs = await this.#log.readBatch(from, this.#readAhead);
+      const recs = await this.#log.readBatch(from, Math.max(this.#readAhead, Math.min(FILL_MAX_BYTES, this.#fillRecordBytes * FILL_MIN_RECORDS)));
       if (recs.length === 0) {
         this.#diskCursor = this.#log.nextOffset;
         return;
       }
+      let largest = 0;
+      for (const r of recs) if (r.payload.length > largest) largest = r.payload.length;
+      this.#fillRecordBytes = largest;
       // Another enqueue may have moved the cursor while reading; keep only what is still ahead.
       let added = 0;
       for (const r of recs) {
         if (r.offset < this.#diskCursor) continue;
         this.#diskCursor = r.offset + 1;
         if (this.#isAcked(r.offset)) continue;
+        if (r.type === RecordType.ELIDED) {
+          this.#markAcked(r.offset); // its ack was lost in a crash
+          continue;
+        }
         this.#window.push({ ref: r.offset, payload: r.payload, ts: r.ts, flags: r.flags, redelivered: r.offset < this.#delivered.recovered });
         this.#windowSize += r.payload.length;
         added++;
@@ -339,6 +397,8 @@ export class FileQueueStore implements QueueStore, RoundParticipant {
     if (acks.pending.length === 1) this.#dirtyAcks.push(acks);
     if (acks.complete && this.#bases[this.#bases.length - 1] !== base) this.#reclaimable.push(base);
     this.#committer.markDirty(this);
+    // It may be held: elide it in this very round rather than when its hold runs out.
+    this.#log.reconsiderHeld();
     return true;
   }
 
@@ -346,6 +406,7 @@ export class FileQueueStore implements QueueStore, RoundParticipant {
     // Only a handed-out message: requeueing twice must not deliver it twice.
     if (!this.#handedOut.delete(ref)) return;
     this.#unacked--;
+    this.#log.reconsiderHeld(); // back in the queue: no reason to hold it any more
     // Keep sorted: usually appended at the end or near it.
     let i = this.#requeued.length;
     while (i > 0 && this.#requeued[i - 1]! > ref) i--;
@@ -355,7 +416,8 @@ export class FileQueueStore implements QueueStore, RoundParticipant {
   async read(ref: number): Promise<StoredMessage | null> {
     if (this.#isAcked(ref)) return null;
     const rec = await this.#log.read(ref);
-    return rec ? { ref, payload: rec.payload, ts: rec.ts, flags: rec.flags, redelivered: ref < this.#delivered.recovered } : null;
+    if (rec === null || rec.type === RecordType.ELIDED) return null;
+    return { ref, payload: rec.payload, ts: rec.ts, flags: rec.flags, redelivered: ref < this.#delivered.recovered };
   }
 
   purge(): number {
@@ -389,24 +451,38 @@ export class FileQueueStore implements QueueStore, RoundParticipant {
     const reclaim = this.#reclaimable;
     this.#reclaimable = [];
     if (dirty.length === 0 && reclaim.length === 0) return null;
+    // The common case, ack files open and nothing to reclaim, is done here (errors throw to the round).
+    if (reclaim.length === 0 && dirty.every((a) => a.fd >= 0)) {
+      for (const acks of dirty) this.#appendAcks(acks);
+      return null;
+    }
     return this.#writeAcks(dirty, reclaim);
   }
 
   async #writeAcks(dirty: SegmentAcks[], reclaim: number[]): Promise<void> {
     for (const acks of dirty) {
-      const list = acks.pending;
-      acks.pending = [];
-      if (list.length === 0 || !this.#acks.has(acks.base)) continue;
-      const buf = Buffer.allocUnsafe(list.length * 4);
-      for (let i = 0; i < list.length; i++) buf.writeUInt32LE(list[i]!, i * 4);
-      // Not O_APPEND: with it Linux ignores the position, and a torn entry left by a crash
-      // would shift every later one. Writing at fileBytes overwrites such a tail instead.
-      if (acks.fd < 0) acks.fd = await openFile(`${this.#log.dir}/${ackFileName(acks.base)}`, constants.O_WRONLY | constants.O_CREAT);
-      const pos = acks.fileBytes;
-      acks.fileBytes += buf.length;
-      await writevAt(acks.fd, [buf], pos);
+      if (acks.fd < 0 && acks.pending.length > 0 && this.#acks.has(acks.base)) {
+        acks.fd = await openFile(`${this.#log.dir}/${ackFileName(acks.base)}`, constants.O_WRONLY | constants.O_CREAT);
+      }
+      this.#appendAcks(acks);
     }
     for (const base of reclaim) await this.#reclaim(base);
+  }
+
+  /** Appends the pending acks of one segment to its (open) ack file. */
+  #appendAcks(acks: SegmentAcks): void {
+    const list = acks.pending;
+    acks.pending = [];
+    if (list.length === 0 || !this.#acks.has(acks.base)) return;
+    const buf = Buffer.allocUnsafe(list.length * 4);
+    for (let i = 0; i < list.length; i++) buf.writeUInt32LE(list[i]!, i * 4);
+    // Not O_APPEND: with it Linux ignores the position, and a torn entry left by a crash
+    // would shift every later one. Writing at fileBytes overwrites such a tail instead.
+    const pos = acks.fileBytes;
+    acks.fileBytes += buf.length;
+    // A few bytes into the page cache: inline beats a thread-pool round trip, which under CPU
+    // contention waits for a pool thread to be scheduled while confirms wait on the round.
+    writevAtSync(acks.fd, [buf], pos);
   }
 
   endRound(_err: Error | null): void {}
@@ -440,6 +516,8 @@ export class FileQueueStore implements QueueStore, RoundParticipant {
   async close(): Promise<void> {
     if (this.#closed) return;
     this.#closed = true;
+    // Whatever is held is written now: the log outlives this store (until the queue is deleted).
+    this.#log.setWriteGate(null);
     await this.#committer.settled();
     for (const acks of this.#acks.values()) if (acks.fd >= 0) await closeFile(acks.fd);
     this.#delivered.close();

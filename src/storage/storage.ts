@@ -209,13 +209,21 @@ export class Storage {
     const existing = this.#logs.get(name);
     if (existing !== undefined) return existing;
     const id = this.#nextLogId++;
+    // A 'none' log (a transient queue) is dropped at the next start and never has journal
+    // entries, so nothing about it needs to reach the disk: no fsync at all, which makes
+    // declaring and deleting transient queues cheap (queue churn). open() moves the next id
+    // past every log directory it finds, so an id is not reused while its directory exists.
+    const ephemeral = options.durability === 'none';
     // Reserve the id durably before the log can have journal entries (ids are never reused).
-    await writeFileAtomic(`${this.dir}/logs`, 'NEXT_ID', String(this.#nextLogId));
+    if (!ephemeral) await writeFileAtomic(`${this.dir}/logs`, 'NEXT_ID', String(this.#nextLogId));
     const dir = `${this.dir}/logs/${logDirName(id)}`;
     await mkdir(dir);
     const meta: LogMeta = { id, name, options };
-    await writeFileAtomic(dir, 'log.json', JSON.stringify(meta));
-    await fsyncDir(`${this.dir}/logs`);
+    if (ephemeral) await writeFile(`${dir}/log.json`, JSON.stringify(meta));
+    else {
+      await writeFileAtomic(dir, 'log.json', JSON.stringify(meta));
+      await fsyncDir(`${this.dir}/logs`);
+    }
     const again = this.#logs.get(name);
     if (again !== undefined) {
       await rm(dir, { recursive: true, force: true });
@@ -262,7 +270,7 @@ export class Storage {
     await log.close();
     const aside = `${log.dir}.deleted`;
     await rename(log.dir, aside);
-    await fsyncDir(`${this.dir}/logs`);
+    if (log.durability !== 'none') await fsyncDir(`${this.dir}/logs`);
     await rm(aside, { recursive: true, force: true });
     return true;
   }

@@ -405,3 +405,23 @@ for (const durability of DURABILITY_VALUES) {
     });
   });
 }
+
+describe('transient logs', () => {
+  test("a 'none' log is created without fsyncs, and its id is not reused after a crash while its directory exists", async () => {
+    const dir = tmp.fresh();
+    const { storage } = await Storage.open(dir);
+    const durable = await storage.openLog('d', { durability: 'fsync' });
+    const transient = await storage.openLog('t', { durability: 'none' });
+    transient.append(Buffer.from('x'));
+    await transient.flushed();
+    await storage.abandon();
+    // NEXT_ID on disk was last written for 'd'; the directory of 't' is still there.
+    const { storage: s2 } = await Storage.open(dir);
+    assert.ok(s2.getLog('t'), 'the transient log is recovered (the broker deletes it at start)');
+    const next = await s2.openLog('n', { durability: 'fsync' });
+    assert.ok(next.id > transient.id && next.id > durable.id, `new id ${next.id} after ${durable.id} and ${transient.id}`);
+    assert.ok(await s2.deleteLog('t'));
+    assert.equal(s2.getLog('t'), undefined);
+    await s2.close();
+  });
+});

@@ -10,6 +10,8 @@
  * on each. confirmed[i] is set to 1 on ack and 2 on nack (shared with the main thread).
  */
 import amqp from 'amqplib';
+import { readlinkSync } from 'node:fs';
+import { setPriority } from 'node:os';
 import { parentPort, workerData } from 'node:worker_threads';
 
 export interface PublisherInput {
@@ -28,6 +30,8 @@ export interface PublisherInput {
   window: number;
   /** 'delay': header x-delay = dueAt − now; 'at': header x-deliver-at = dueAt. */
   dueHeader: 'delay' | 'at';
+  /** Nice value for this thread (0: unchanged), so that on a small machine the load generator yields to the broker and the consumer. */
+  nice: number;
   connections: number;
   bodySize: number;
 }
@@ -122,7 +126,15 @@ async function publishOn(url: string, next: () => number, windowPerChannel: numb
   };
 }
 
+/** Lowers this worker thread's scheduling priority: on Linux, setpriority() on a thread id applies to that thread only. */
+function niceThisThread(nice: number): void {
+  if (nice === 0) return;
+  const tid = Number(readlinkSync('/proc/thread-self').split('/').pop());
+  setPriority(tid, nice);
+}
+
 async function main(): Promise<void> {
+  niceThisThread(input.nice);
   let nextSeq = 0;
   const next = (): number => (nextSeq < input.count ? nextSeq++ : -1);
   const counters = { acked: 0, nacked: 0, pastDue: 0, sent: 0 };

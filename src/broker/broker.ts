@@ -15,7 +15,7 @@ import {
 } from '../storage/mod.js';
 import { BrokerError, accessRefused, notFound, precondition, resourceLocked } from './errors.js';
 import { ExchangeDedup } from './dedup/exchange-dedup.js';
-import { Exchange, EXCHANGE_TYPES, bindingId, validateExchangeArgs, type BindingDefinition, type DestinationKey, type ExchangeDefinition, type ExchangeType } from './exchange/exchange.js';
+import { Exchange, EXCHANGE_TYPES, bindingId, validateExchangeArgs, type BindingDefinition, type ExchangeDefinition, type ExchangeType } from './exchange/exchange.js';
 import { argsEqual, argType, toJsonSafe } from './json-args.js';
 import type { MessageFormat } from './message-format.js';
 import { encodeStoredMessage, MessageFlags } from './message.js';
@@ -578,8 +578,9 @@ export class Broker {
     if (ex.dedup !== null && this.#dedup.isDuplicate(ex, msg)) return { routed: 0, needsFlush: false, rejected: false };
     const dedupFlush = ex.dedup !== null && input.persistent;
     if (ex.delayed) {
-      const dueAt = delayedDueAt(this.format, input.props, Date.now());
-      if (dueAt > Date.now()) {
+      const now = Date.now();
+      const dueAt = delayedDueAt(this.format, input.props, now);
+      if (dueAt > now) {
         const payload = encodeStoredMessage(input.exchange, input.routingKey, input.props, input.body);
         this.#scheduled.delay(dueAt, vhost, input.exchange, flags, payload);
         return { routed: 1, needsFlush: input.persistent, rejected: false };

@@ -8,13 +8,13 @@
  * operations and a queue lookup per destination. Any topology change empties the caches
  * (exchange.ts `topology`).
  */
-
-/** Routing keys cached per exchange before its cache starts over (bounds memory for key-per-message traffic). */
-const ROUTE_CACHE_KEYS = 1024;
 import { topology, type Exchange, type DestinationKey, type RoutableMessage } from '../exchange/exchange.js';
 import type { MessageFormat } from '../message-format.js';
 import type { Queue } from '../queue/queue.js';
 import type { Vhost } from '../vhost/vhost.js';
+
+/** Routing keys cached per exchange before its cache starts over (bounds memory for key-per-message traffic). */
+const ROUTE_CACHE_KEYS = 1024;
 
 /** The message being routed; headers decoded at most once. */
 export class Routable implements RoutableMessage {

@@ -26,6 +26,7 @@ import { deleteQueueLogs, openQueueStore, queueLogOf } from './queue/queue-logs.
 import { resolveQueueSettings } from './queue/queue-settings.js';
 import { NotEnqueued, Queue, type QueueDefinition, type QueueServices } from './queue/queue.js';
 import { Router } from './routing/router.js';
+import { PublishFlow } from './publish-flow.js';
 import { delayedDueAt, ScheduledDelivery, type DelayedMessage, type DeliveryHost } from './schedule/scheduled-delivery.js';
 import { deadLetter } from './dead-letter.js';
 import { Access, type Permission } from './access.js';
@@ -112,6 +113,8 @@ export class Broker {
   readonly #cleanups = new Set<Promise<void>>();
   readonly #services: QueueServices;
   readonly router: Router;
+  /** Publish flow control: front-ends stop reading publishers while it is held. */
+  readonly flow = new PublishFlow();
   #scheduled!: ScheduledDelivery;
   /** What dead-lettering and scheduled delivery need from the broker. */
   readonly #delivery: DeliveryHost;
@@ -136,6 +139,7 @@ export class Broker {
       queues: () => this.#queuesById.values(),
       deliverTo: (vh, dests, payload, props, bodySize, flags) => void this.#deliverTo(this.router.queuesOf(vh, dests), payload, props, bodySize, flags),
       onError: (err, what) => this.onError(err, what),
+      flow: this.flow,
     };
     this.access = new Access(meta, opts.loopbackUsers ?? ['guest']);
     this.policies.set((opts.policies ?? []).map((p) => Policies.normalise(p)));

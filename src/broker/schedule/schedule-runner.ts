@@ -5,6 +5,7 @@
  * the done mark, so an entry is never lost).
  */
 import type { ScheduledEntry, ScheduleStore } from '../../storage/mod.js';
+import type { PublishFlow } from '../publish-flow.js';
 
 const BATCH = 1024;
 const MAX_TIMER_MS = 2 ** 31 - 1;
@@ -21,6 +22,8 @@ export class ScheduleRunner {
   afterBatch: () => void = () => undefined;
   /** Called with an error the store gave while taking entries (logged by the owner). */
   onError: (err: unknown) => void = () => undefined;
+  /** Told when entries are next due, so that publishers yield to firing (null: not told). */
+  flow: PublishFlow | null = null;
 
   constructor(store: ScheduleStore, fire: (e: ScheduledEntry) => void, now: () => number = Date.now) {
     this.store = store;
@@ -40,15 +43,18 @@ export class ScheduleRunner {
   }
 
   #arm(): void {
-    if (this.#closed) return;
     if (this.#running) return; // #run arms again when it ends
-    const next = this.store.nextDueAt();
-    if (next === null) return;
+    const next = this.#closed ? null : this.store.nextDueAt();
+    if (next === null) {
+      this.flow?.nextWorkAt(Infinity);
+      return;
+    }
     if (this.#timer !== null) {
       if (next >= this.#timerAt) return;
       clearTimeout(this.#timer);
     }
     this.#timerAt = next;
+    this.flow?.nextWorkAt(next);
     const wait = Math.min(MAX_TIMER_MS, Math.max(0, next - this.#now()));
     this.#timer = setTimeout(() => {
       this.#timer = null;
@@ -61,6 +67,7 @@ export class ScheduleRunner {
   async #run(): Promise<void> {
     if (this.#running || this.#closed) return;
     this.#running = true;
+    this.flow?.nextWorkAt(-Infinity);
     let failed = false;
     try {
       for (;;) {
@@ -79,21 +86,27 @@ export class ScheduleRunner {
         }
         if (due.length > 0) this.afterBatch();
         if (due.length < BATCH) break;
-        // A full batch: let publishers and deliveries run before the next one.
+        // A full batch: let publishers and deliveries run before the next one (publishers for
+        // about a millisecond, so that a backlog of due entries does not starve them).
+        this.flow?.nextWorkAt(this.#now() + 1);
         await new Promise<void>((r) => setImmediate(r));
+        this.flow?.nextWorkAt(-Infinity);
       }
     } catch (err) {
       failed = true;
       this.onError(err);
     } finally {
       this.#running = false;
-      if (failed) setTimeout(() => this.#arm(), 1000).unref();
-      else this.#arm();
+      if (failed) {
+        this.flow?.nextWorkAt(Infinity);
+        setTimeout(() => this.#arm(), 1000).unref();
+      } else this.#arm();
     }
   }
 
   async close(): Promise<void> {
     this.#closed = true;
+    this.flow?.nextWorkAt(Infinity);
     if (this.#timer !== null) clearTimeout(this.#timer);
     this.#timer = null;
     await this.store.close();

@@ -13,6 +13,7 @@ import { FileScheduleStore, type ScheduledEntry, type Storage } from '../../stor
 import { destKey, type DestinationKey } from '../exchange/exchange.js';
 import type { MessageFormat } from '../message-format.js';
 import { encodeStoredMessage, MessageFlags, StoredMessageView, withStoredProps } from '../message.js';
+import type { PublishFlow } from '../publish-flow.js';
 import type { Queue } from '../queue/queue.js';
 import type { Router } from '../routing/router.js';
 import type { Vhost } from '../vhost/vhost.js';
@@ -30,6 +31,8 @@ export interface DeliveryHost {
   /** Stores a routed message in each destination queue. */
   deliverTo(vh: Vhost, dests: Set<DestinationKey>, payload: Buffer, props: Buffer, bodySize: number, flags: number): void;
   onError(err: unknown, what: string): void;
+  /** Held while delayed messages fire late, so that publishers wait rather than the timers. */
+  readonly flow: PublishFlow;
 }
 
 const EMPTY = Buffer.alloc(0);
@@ -85,6 +88,7 @@ export class ScheduledDelivery {
     const expiry = await FileScheduleStore.open(storage, 'expiry', { durability: 'os' });
     sd.#delays = new ScheduleRunner(delays.store, (e) => sd.#fireDelay(e));
     sd.#delays.afterBatch = () => sd.#markFired();
+    sd.#delays.flow = host.flow;
     // Entries due before the restart may have fired in the last rounds before a kill -9 with
     // their done marks lost: the fire marks in the queues say where they already went.
     const next = delays.store.nextDueAt();

@@ -63,9 +63,16 @@ export class MemoryScheduleStore implements ScheduleStore {
   }
 
   nextDueAt(): number | null {
-    let min: number | null = null;
-    for (const e of this.#entries.values()) if (!e.taken && (min === null || e.dueAt < min)) min = e.dueAt;
-    return min;
+    // From the sorted queue, not a scan of every entry: the runner asks after each add.
+    if (!this.#sorted) {
+      this.#queue.sort(dueOrder);
+      this.#sorted = true;
+    }
+    const q = this.#queue;
+    let i = 0;
+    while (i < q.length && (q[i]!.taken || !this.#entries.has(q[i]!.id))) i++;
+    if (i > 0) q.splice(0, i);
+    return q.length > 0 ? q[0]!.dueAt : null;
   }
 
   done(id: number): void {

@@ -106,6 +106,7 @@ export class ChannelPublisher {
       // RabbitMQ 3.10 refuses other delivery modes on the channel (checked against it).
       throw channelError(ReplyCode.PRECONDITION_FAILED, `PRECONDITION_FAILED - invalid message: {delivery_mode_unknown,${mode}}`);
     }
+    conn.publishes = true;
     const r = conn.broker.publish(conn.user, conn.vhost, {
       exchange,
       routingKey,

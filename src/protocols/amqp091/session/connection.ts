@@ -5,7 +5,7 @@
  * is 541 INTERNAL_ERROR for this connection only.
  */
 import type { Socket } from 'node:net';
-import type { Broker } from '../../../broker/mod.js';
+import type { Broker, FlowListener } from '../../../broker/mod.js';
 import {
   checkProtocolHeader,
   decodeMethod,
@@ -41,7 +41,7 @@ const enum State {
   Closed,
 }
 
-export class AmqpConnection {
+export class AmqpConnection implements FlowListener {
   readonly id: number;
   readonly socket: Socket;
   readonly broker: Broker;
@@ -56,6 +56,13 @@ export class AmqpConnection {
   channelMax: number;
   heartbeat: number;
   lastReceivedAt = Date.now();
+  /** Has published: held back by publish flow control (Broker.flow) while it is held. */
+  publishes = false;
+  /** Paused by publish flow control, with the bytes read and not parsed yet. */
+  #flowHeld = false;
+  #deferred: Buffer | null = null;
+  /** #consume stopped early for publish flow control. */
+  #yielded = false;
   #state = State.AwaitHeader;
   #pending: Buffer | null = null;
   #pendingNeed = 0;
@@ -100,14 +107,44 @@ export class AmqpConnection {
         chunk = chunk.subarray(take);
         const used = this.#consume(buf);
         if ((this.#state as State) === State.Closed) return;
+        if (this.#yielded) {
+          this.#holdForFlow(Buffer.concat([buf.subarray(used), chunk]));
+          return;
+        }
         if (used < buf.length) this.#keep(buf.subarray(used)); // buf is ours: no copy
         if (chunk.length === 0) return;
       }
       const used = this.#consume(chunk);
-      if (used < chunk.length && (this.#state as State) !== State.Closed) this.#keep(Buffer.from(chunk.subarray(used)));
+      if ((this.#state as State) === State.Closed) return;
+      if (this.#yielded) this.#holdForFlow(Buffer.from(chunk.subarray(used)));
+      else if (used < chunk.length) this.#keep(Buffer.from(chunk.subarray(used)));
     } catch (err) {
       this.#fail(err, 0, 0, 0);
     }
+  }
+
+  /**
+   * Publish flow control (Broker.flow): stops reading until the broker's timed work has run,
+   * keeping the bytes not parsed yet. RabbitMQ's "flow" state; TCP pushes back on the client.
+   */
+  #holdForFlow(rest: Buffer): void {
+    this.#yielded = false;
+    this.#deferred = rest;
+    if (this.#flowHeld) return;
+    this.#flowHeld = true;
+    this.socket.pause();
+    this.broker.flow.waitForRelease(this);
+  }
+
+  flowReleased(): void {
+    // Time spent held is not the peer's silence.
+    this.lastReceivedAt = Date.now();
+    this.#flowHeld = false;
+    const rest = this.#deferred;
+    this.#deferred = null;
+    if (rest !== null && rest.length > 0) this.#onData(rest);
+    if (this.#flowHeld || this.#state === State.Closed) return;
+    this.socket.resume();
   }
 
   /** Keeps the start of an incomplete frame; #frame.need is its whole size (or its header's). */
@@ -133,7 +170,14 @@ export class AmqpConnection {
       this.#state = State.AwaitStartOk;
     }
     const f = this.#frame;
+    const flow = this.broker.flow;
+    let frames = 0;
     while (off < buf.length && this.#state !== State.Closed) {
+      // At the first frame and every 32nd: yield to due timed work (held reads the clock).
+      if ((frames++ & 31) === 0 && this.publishes && flow.held) {
+        this.#yielded = true;
+        break;
+      }
       // Before tune-ok the limit is the spec's minimum frame size.
       const limit = this.#state < State.AwaitOpen ? Math.max(FRAME_MIN_SIZE, this.ctx.config.frameMax) : this.frameMax;
       const next = parseFrame(buf, off, buf.length, limit, f);
@@ -397,7 +441,7 @@ export class AmqpConnection {
   tick(now: number): void {
     if (this.heartbeat <= 0 || this.#state !== State.Open) return;
     const hbMs = this.heartbeat * 1000;
-    if (now - this.lastReceivedAt > 2 * hbMs) {
+    if (now - this.lastReceivedAt > 2 * hbMs && !this.#flowHeld) {
       // Missed heartbeats: the peer is gone. RabbitMQ closes the socket without a close frame.
       this.ctx.log.warn({ connection: this.id }, 'missed heartbeats from client, closing the connection');
       this.#terminate();

@@ -1,0 +1,121 @@
+/**
+ * Publish flow control with amqplib over TCP: while the broker's timed work is due
+ * (Broker.flow held), connections that publish are not read, consumers and their acks go on,
+ * and once released every message held back arrives intact and in order. Then the real
+ * trigger: delayed messages falling due while a publisher floods the broker.
+ */
+import { after, before, describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import type { ConfirmChannel } from 'amqplib';
+import { closeQuietly, connect, type ChannelModel, type ConsumeMessage } from '../helpers/amqp-client.js';
+import { removeDir, sleep, startTestBroker, waitFor } from '../helpers/test-broker.js';
+
+describe('publish flow control', () => {
+  let broker: Awaited<ReturnType<typeof startTestBroker>>;
+  const conns: ChannelModel[] = [];
+  const open = async (): Promise<ChannelModel> => {
+    const c = await connect(broker.amqpUrl);
+    conns.push(c);
+    return c;
+  };
+  before(async () => {
+    broker = await startTestBroker();
+  });
+  after(async () => {
+    for (const c of conns) await closeQuietly(c);
+    await broker.close();
+    removeDir(broker.dataDir);
+  });
+
+  test('while held, publishers are not read but consumers and acks are; on release all arrive in order', async () => {
+    const pub = await (await open()).createConfirmChannel();
+    const sub = await (await open()).createChannel();
+    const q = (await sub.assertQueue('', { exclusive: true })).queue;
+    for (let i = 0; i < 50; i++) pub.sendToQueue(q, Buffer.from(`m${i}`));
+    await pub.waitForConfirms();
+
+    const flow = broker.broker.flow;
+    flow.nextWorkAt(-Infinity); // timed work running: publishers wait
+    let confirmed = 0;
+    for (let i = 50; i < 150; i++) pub.sendToQueue(q, Buffer.from(`m${i}`), {}, (err) => err === null && confirmed++);
+    await sleep(300);
+    assert.equal(confirmed, 0, 'no publish was read while held');
+    assert.equal((await sub.checkQueue(q)).messageCount, 50);
+
+    // A consumer (another connection) is served and its acks are read while publishers wait.
+    const got: ConsumeMessage[] = [];
+    await sub.prefetch(10);
+    await sub.consume(q, (m) => {
+      if (m === null) return;
+      got.push(m);
+      sub.ack(m);
+    });
+    await waitFor(() => got.length === 50, 5000, 'the 50 stored messages');
+    assert.ok(flow.pauses >= 1, 'the publishing connection was paused');
+
+    flow.nextWorkAt(Infinity);
+    await pub.waitForConfirms();
+    assert.equal(confirmed, 100);
+    await waitFor(() => got.length === 150, 5000, 'the held messages');
+    assert.deepEqual(
+      got.map((m) => m.content.toString()),
+      Array.from({ length: 150 }, (_, i) => `m${i}`),
+    );
+  });
+
+  test('holding and releasing every few milliseconds loses, splits and reorders nothing (multi-frame bodies included)', async () => {
+    const c = await open();
+    const pub: ConfirmChannel = await c.createConfirmChannel();
+    const sub = await (await open()).createChannel();
+    const q = (await sub.assertQueue('', { exclusive: true })).queue;
+    const got: Buffer[] = [];
+    await sub.consume(q, (m) => m !== null && got.push(m.content), { noAck: true });
+    const flow = broker.broker.flow;
+    let on = false;
+    const toggler = setInterval(() => {
+      on = !on;
+      flow.nextWorkAt(on ? -Infinity : Infinity);
+    }, 3);
+    const sizes = [0, 1, 100, 4096, 131072 - 8, 131072, 300_000, 17];
+    const sent: Buffer[] = [];
+    try {
+      for (let i = 0; i < 400; i++) {
+        const body = Buffer.alloc(sizes[i % sizes.length]!, i % 251);
+        if (body.length >= 4) body.writeUInt32BE(i, 0);
+        sent.push(body);
+        pub.sendToQueue(q, body);
+        if (i % 50 === 49) await pub.waitForConfirms();
+      }
+      await pub.waitForConfirms();
+    } finally {
+      clearInterval(toggler);
+      flow.nextWorkAt(Infinity);
+    }
+    await waitFor(() => got.length === sent.length, 10_000, 'every message');
+    for (let i = 0; i < sent.length; i++) assert.ok(got[i]!.equals(sent[i]!), `message ${i} intact and in order`);
+  });
+
+  test('delayed messages due during a publish flood: the publisher is paused and the delays fire on time', async () => {
+    const ch = await (await open()).createChannel();
+    await ch.assertExchange('flow.delayed', 'x-delayed-message', { arguments: { 'x-delayed-type': 'fanout' } });
+    const dq = (await ch.assertQueue('', { exclusive: true })).queue;
+    await ch.bindQueue(dq, 'flow.delayed', '');
+    const pub = await (await open()).createConfirmChannel();
+    const dueAt = Date.now() + 400;
+    for (let i = 0; i < 2000; i++) pub.publish('flow.delayed', '', Buffer.from(String(i)), { headers: { 'x-deliver-at': dueAt + (i % 200) } });
+    await pub.waitForConfirms();
+    const late: number[] = [];
+    await ch.consume(dq, (m) => m !== null && late.push(Date.now() - Number(m.properties.headers!['x-deliver-at'])), { noAck: true });
+    // Flood from a second publisher across the due window.
+    const sink = (await ch.assertQueue('', { exclusive: true })).queue;
+    const pauses = broker.broker.flow.pauses;
+    const body = Buffer.alloc(64);
+    while (Date.now() < dueAt + 400) {
+      for (let i = 0; i < 500; i++) pub.sendToQueue(sink, body);
+      await pub.waitForConfirms();
+    }
+    await waitFor(() => late.length === 2000, 10_000, 'every delayed message');
+    assert.ok(broker.broker.flow.pauses > pauses, 'the flooding publisher was paused for the delays');
+    assert.ok(Math.min(...late) >= -5, 'none fired early');
+  });
+});

@@ -1,0 +1,83 @@
+// Publish flow control: the delay runner holds publishers exactly while due entries wait to
+// fire, and lets them go again once it has caught up, also between the batches of a backlog.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { PublishFlow, type FlowListener } from '../../src/broker/publish-flow.js';
+import { ScheduleRunner } from '../../src/broker/schedule/schedule-runner.js';
+import { MemoryScheduleStore } from '../../src/storage/memory/memory-schedule-store.js';
+
+const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+
+class Listener implements FlowListener {
+  released = 0;
+  flowReleased(): void {
+    this.released++;
+  }
+}
+
+test('PublishFlow: held from the due time until the work reports its next due time; waiters are released once', () => {
+  const flow = new PublishFlow();
+  assert.equal(flow.held, false, 'nothing due: not held');
+  flow.nextWorkAt(Date.now() + 60_000);
+  assert.equal(flow.held, false, 'due later: not held yet');
+  flow.nextWorkAt(Date.now() - 1);
+  assert.equal(flow.held, true, 'due now: held');
+  const a = new Listener();
+  const b = new Listener();
+  flow.waitForRelease(a);
+  flow.waitForRelease(b);
+  assert.equal(flow.pauses, 2);
+  flow.nextWorkAt(-Infinity);
+  assert.equal(a.released + b.released, 0, 'still running: nobody released');
+  flow.nextWorkAt(Infinity);
+  assert.deepEqual([a.released, b.released], [1, 1]);
+  flow.nextWorkAt(-Infinity);
+  flow.nextWorkAt(Infinity);
+  assert.deepEqual([a.released, b.released], [1, 1], 'a release is delivered once per wait');
+  const c = new Listener();
+  flow.waitForRelease(c);
+  assert.equal(c.released, 1, 'not held: released at once');
+});
+
+test('ScheduleRunner: publishers are held while entries fire, and not before they are due or after', async () => {
+  const flow = new PublishFlow();
+  const heldAtFire: boolean[] = [];
+  const runner = new ScheduleRunner(new MemoryScheduleStore('t'), () => heldAtFire.push(flow.held));
+  runner.flow = flow;
+  runner.start();
+  assert.equal(flow.held, false, 'empty schedule');
+  runner.add(Date.now() + 80, 'g', Buffer.from('a'));
+  runner.add(Date.now() + 80, 'g', Buffer.from('b'));
+  assert.equal(flow.held, false, 'entries due in 80 ms: not held yet');
+  await sleep(40);
+  assert.equal(flow.held, false);
+  await sleep(120);
+  assert.deepEqual(heldAtFire, [true, true], 'held while firing');
+  assert.equal(flow.held, false, 'caught up: released');
+  await runner.close();
+});
+
+test('ScheduleRunner: a backlog of due entries lets publishers in between batches', async () => {
+  const flow = new PublishFlow();
+  let fired = 0;
+  let releasedMidway = 0;
+  const waiter: FlowListener = {
+    flowReleased() {
+      if (fired > 0 && fired < 5000) releasedMidway++;
+      // Wait again, as a publisher that is held once more would.
+      if (fired < 5000) setImmediate(() => flow.held && flow.waitForRelease(waiter));
+    },
+  };
+  const runner = new ScheduleRunner(new MemoryScheduleStore('t'), () => fired++);
+  runner.flow = flow;
+  const past = Date.now() - 10_000;
+  for (let i = 0; i < 5000; i++) runner.add(past + i, 'g', Buffer.from('x'));
+  flow.nextWorkAt(-Infinity);
+  flow.waitForRelease(waiter);
+  runner.start();
+  while (fired < 5000) await sleep(5);
+  await sleep(20);
+  assert.ok(releasedMidway >= 1, `publishers got a turn between batches (${releasedMidway})`);
+  assert.equal(flow.held, false);
+  await runner.close();
+});

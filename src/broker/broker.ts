@@ -20,7 +20,9 @@ import { argsEqual, argType, toJsonSafe } from './json-args.js';
 import type { MessageFormat } from './message-format.js';
 import { encodeStoredMessage, MessageFlags } from './message.js';
 import { Policies, type PolicyDefinition } from './policy/policy.js';
-import type { Consumer, ConsumerSink } from './queue/consumer.js';
+import type { Consumer } from './queue/consumer.js';
+import type { ConsumeInput, DeclareExchangeInput, DeclareQueueInput, PublishInput, PublishResult } from './broker-api.js';
+export type { ConsumeInput, DeclareExchangeInput, DeclareQueueInput, PublishInput, PublishResult } from './broker-api.js';
 import { checkQueueArgs, fmtArg } from './queue/queue-args.js';
 import { deleteQueueLogs, openQueueStore, queueLogOf } from './queue/queue-logs.js';
 import { resolveQueueSettings } from './queue/queue-settings.js';
@@ -48,53 +50,6 @@ export interface BrokerOptions {
 
 interface StoredQueueDef extends QueueDefinition {
   logName: string;
-}
-
-export interface DeclareQueueInput {
-  name: string;
-  passive?: boolean;
-  durable?: boolean;
-  exclusive?: boolean;
-  autoDelete?: boolean;
-  args?: Record<string, unknown>;
-}
-
-export interface DeclareExchangeInput {
-  name: string;
-  type: string;
-  passive?: boolean;
-  durable?: boolean;
-  autoDelete?: boolean;
-  internal?: boolean;
-  args?: Record<string, unknown>;
-}
-
-export interface PublishInput {
-  exchange: string;
-  routingKey: string;
-  props: Buffer;
-  body: Buffer;
-  persistent: boolean;
-}
-
-export interface PublishResult {
-  /** Queues the message went to (a delayed message counts as routed). */
-  routed: number;
-  /** Whether the confirm must wait for Broker.flushed() (persistent message in a durable queue). */
-  needsFlush: boolean;
-  /** A queue refused it (x-overflow reject-publish): the confirm is a nack. */
-  rejected: boolean;
-}
-
-export interface ConsumeInput {
-  queue: string;
-  tag: string;
-  noAck: boolean;
-  exclusive: boolean;
-  priority?: number;
-  args?: Record<string, unknown>;
-  sink: ConsumerSink;
-  connectionId: number;
 }
 
 const qkey = (vhost: string, name: string): string => `${vhost}\u0000${name}`;

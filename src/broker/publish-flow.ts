@@ -10,6 +10,9 @@
  * called back when the work has run.
  */
 
+/** Publishing time guaranteed between two turns of timed work (ms; the clock has 1 ms steps). */
+const PUBLISH_SLICE_MS = 2;
+
 export interface FlowListener {
   flowReleased(): void;
 }
@@ -25,9 +28,13 @@ export class PublishFlow {
     return this.#dueAt <= Date.now();
   }
 
-  /** The next timed work is due at `at` (Infinity: none, -Infinity: running now). */
+  /**
+   * The next timed work is due at `at` (Infinity: none, -Infinity: running now). After work has
+   * run, publishers get at least PUBLISH_SLICE_MS before the next is let in: due entries every
+   * few microseconds would otherwise hold them at every check, and publishing would crawl.
+   */
   nextWorkAt(at: number): void {
-    this.#dueAt = at;
+    this.#dueAt = at === -Infinity || at === Infinity ? at : Math.max(at, Date.now() + PUBLISH_SLICE_MS);
     if (this.#waiting.length > 0 && !this.held) {
       const waiting = this.#waiting;
       this.#waiting = [];

@@ -86,9 +86,9 @@ export class ScheduleRunner {
         }
         if (due.length > 0) this.afterBatch();
         if (due.length < BATCH) break;
-        // A full batch: let publishers and deliveries run before the next one (publishers for
-        // about a millisecond, so that a backlog of due entries does not starve them).
-        this.flow?.nextWorkAt(this.#now() + 1);
+        // A full batch: let publishers and deliveries run before the next one (publishers for a
+        // slice, PublishFlow.nextWorkAt, so that a backlog of due entries does not starve them).
+        this.flow?.nextWorkAt(this.#now());
         await new Promise<void>((r) => setImmediate(r));
         this.flow?.nextWorkAt(-Infinity);
       }

@@ -372,6 +372,37 @@ describe('FileScheduleStore specifics', () => {
     await storage.close();
   });
 
+  test('an entry due as soon as it is added is taken from memory, without waiting for its round (fsync)', async () => {
+    const clock = new ManualClock(T0);
+    const dir = fresh();
+    const { storage } = await Storage.open(dir);
+    const { store } = await FileScheduleStore.open(storage, 'delays', { clock, durability: 'fsync' });
+    // Written and fsynced entries first, so that the new ones follow written ones in the log.
+    for (let i = 0; i < 100; i++) store.add(T0 + 60_000, 'later', Buffer.from(`w${i}`));
+    await store.flushed();
+    const payloads: Buffer[] = [];
+    for (let i = 0; i < 300; i++) {
+      payloads.push(Buffer.from(`now ${i}`));
+      store.add(T0 - 300 + i, i % 2 === 0 ? 'a' : 'b', payloads[i]!);
+    }
+    let roundEnded = false;
+    const flushed = store.flushed().then(() => (roundEnded = true));
+    const got = await store.takeDue(T0, 1000);
+    assert.equal(roundEnded, false, 'taken before the entries were written');
+    assert.deepEqual(
+      got.map((e) => [e.dueAt, e.group, e.payload.toString()]),
+      payloads.map((p, i) => [T0 - 300 + i, i % 2 === 0 ? 'a' : 'b', p.toString()]),
+    );
+    for (const e of got) store.done(e.id);
+    await flushed;
+    // Once written, the rest is read from the log as before.
+    clock.advance(60_000);
+    const later = await store.takeDue(clock.now(), 1000);
+    assert.deepEqual(later.map((e) => e.payload.toString()), Array.from({ length: 100 }, (_, i) => `w${i}`));
+    await store.close();
+    await storage.close();
+  });
+
   test('1,000,000 entries due within 60 s: memory stays small, all fire in due order (batches of 50,000)', { timeout: 600_000 }, async () => {
     const clock = new ManualClock(T0);
     const dir = fresh();

@@ -52,6 +52,7 @@ import type { JournalBatch } from '../durability/journal.js';
 import type { SegmentLog } from '../log/segment-log.js';
 import type { Storage } from '../storage.js';
 import { readEntriesFast, encodeEntry } from './schedule-record.js';
+import { UnwrittenEntries } from './unwritten-entries.js';
 import { ScheduleGroups } from './schedule-groups.js';
 import { ScheduleRecovery, type RecoveryTarget, type ScheduleRecoveryReport } from './schedule-recovery.js';
 import { doneFileName, ScheduleSegment } from './schedule-segment.js';
@@ -102,6 +103,8 @@ export class FileScheduleStore implements ScheduleStore, RoundParticipant {
   /** Every pending entry due before this is in the heap or taken. A bucket boundary. */
   #loadedUntil = 0;
   #advancing: Promise<void> | null = null;
+  /** Appended entries whose round has not ended: takeDue() takes them from here. */
+  readonly #unwritten = new UnwrittenEntries();
   /** Handed out by takeDue() and not done or released: id -> dueAt. */
   #taken = new Map<number, number>();
   // Done marks: queued (done() called) -> awaiting (their round runs) -> ready -> written.
@@ -158,6 +161,7 @@ export class FileScheduleStore implements ScheduleStore, RoundParticipant {
     this.#scratch = encodeEntry(this.#scratch, dueAt, gb, payload);
     const size = 10 + gb.length + payload.length;
     const id = this.#log.append(this.#scratch.subarray(0, size), this.#clock.now());
+    this.#unwritten.add(id, dueAt, gid, payload);
     this.#recordBytes += size + 28;
     this.#records++;
     this.#segmentFor(id).added(id, gid);
@@ -232,10 +236,26 @@ export class FileScheduleStore implements ScheduleStore, RoundParticipant {
       ids.push(id);
     }
     if (ids.length === 0) return [];
-    const got = await readEntriesFast(this.#log, ids, this.#avgRecordBytes(), this.#readScratch, SYNC_READ_BUDGET_MS);
-    const out: ScheduledEntry[] = [];
-    for (const e of got) if (e !== null) out.push(e);
-    return out;
+    // Entries whose round has not ended yet come from memory: a read would wait for the round
+    // (its fsync included), and an entry due soon after it was added would fire that much late.
+    const unwritten = this.#unwritten;
+    unwritten.dropBelow(this.#log.writtenOffset);
+    const out: Array<ScheduledEntry | null> = [];
+    let toRead: number[] | null = null;
+    let at: number[] | null = null;
+    for (const id of ids) {
+      const e = unwritten.get(id, this.#groups);
+      if (e === undefined) {
+        (toRead ??= []).push(id);
+        (at ??= []).push(out.length);
+      }
+      out.push(e ?? null);
+    }
+    if (toRead !== null) {
+      const got = await readEntriesFast(this.#log, toRead, this.#avgRecordBytes(), this.#readScratch, SYNC_READ_BUDGET_MS);
+      for (let k = 0; k < got.length; k++) out[at![k]!] = got[k]!;
+    }
+    return out.filter((e): e is ScheduledEntry => e !== null);
   }
 
   #avgRecordBytes(): number {

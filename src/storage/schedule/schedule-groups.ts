@@ -53,6 +53,11 @@ export class ScheduleGroups {
     this.#counts[gid] = 0;
   }
 
+  /** The name of a known id. */
+  name(gid: number): string {
+    return this.#names[gid]!;
+  }
+
   /** The UTF-8 name of a known id. */
   bytes(gid: number): Buffer {
     return this.#bytes[gid]!;

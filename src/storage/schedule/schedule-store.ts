@@ -40,7 +40,11 @@ export interface BrowseOptions {
 
 export interface ScheduleStore {
   readonly name: string;
-  /** Stores an entry due at `dueAt`; returns its id. Synchronous; durable after flushed(). */
+  /**
+   * Stores an entry due at `dueAt`; returns its id. Synchronous; durable after flushed(). The
+   * store may keep `payload` by reference (until it is written, or for good in memory): do not
+   * change it afterwards.
+   */
   add(dueAt: number, group: string, payload: Buffer): number;
   /** Resolves when every add, done and cancel before this call is stored per the policy. */
   flushed(): Promise<void>;

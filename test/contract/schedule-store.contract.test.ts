@@ -395,6 +395,12 @@ describe('FileScheduleStore specifics', () => {
     );
     for (const e of got) store.done(e.id);
     await flushed;
+    // Entries added while none is due are let go as their rounds end, too.
+    for (let i = 0; i < 5000; i++) store.add(T0 + 3_600_000 + i, 'far', Buffer.alloc(100));
+    assert.ok(store.unwrittenCount >= 5000);
+    await store.flushed();
+    store.add(T0 + 7_200_000, 'far', Buffer.alloc(100));
+    assert.ok(store.unwrittenCount <= 1, `at most the entry just added is kept (${store.unwrittenCount})`);
     // Once written, the rest is read from the log as before.
     clock.advance(60_000);
     const later = await store.takeDue(clock.now(), 1000);

@@ -161,6 +161,7 @@ export class FileScheduleStore implements ScheduleStore, RoundParticipant {
     this.#scratch = encodeEntry(this.#scratch, dueAt, gb, payload);
     const size = 10 + gb.length + payload.length;
     const id = this.#log.append(this.#scratch.subarray(0, size), this.#clock.now());
+    this.#unwritten.dropBelow(this.#log.writtenOffset);
     this.#unwritten.add(id, dueAt, gid, payload);
     this.#recordBytes += size + 28;
     this.#records++;
@@ -208,6 +209,11 @@ export class FileScheduleStore implements ScheduleStore, RoundParticipant {
 
   flushed(): Promise<void> {
     return this.#flushed();
+  }
+
+  /** Entries kept in memory because their round has not ended (at most a round or two's worth). */
+  get unwrittenCount(): number {
+    return this.#unwritten.size;
   }
 
   async #flushed(): Promise<void> {

@@ -52,6 +52,10 @@ export class UnwrittenEntries {
     }
   }
 
+  get size(): number {
+    return this.#due.length - this.#head;
+  }
+
   get(id: number, groups: ScheduleGroups): ScheduledEntry | undefined {
     const i = this.#head + (id - this.#base);
     if (id < this.#base || i >= this.#due.length) return undefined;

@@ -33,6 +33,7 @@ import {
   waitFor,
   waitForCount,
   waitForGet,
+  withRestartableScope,
   type Channel,
 } from '../helpers/reliability.js';
 
@@ -301,6 +302,26 @@ describe('reliability: length limits, priorities, delivery limit', () => {
       const dlx = await deadLetterSink(s);
       const q = await s.queue('dlim.classic', { arguments: { 'x-delivery-limit': 2, 'x-dead-letter-exchange': dlx.exchange } });
       await deliveryLimitScenario(s, q, dlx.got);
+    });
+
+    test('Sluice-only: the delivery count survives a broker restart (a poison message gets no fresh allowance)', async (t) => {
+      if (sluiceOnly(t, target, 'needs a broker restart')) return;
+      await withRestartableScope(async (s, restart) => {
+        const q = await s.queue('dlim.restart', { durable: true, arguments: { 'x-queue-type': 'quorum', 'x-delivery-limit': 2 } });
+        s.ch.sendToQueue(q, Buffer.from('poison'), { persistent: true });
+        await s.ch.waitForConfirms();
+        for (let i = 0; i < 2; i++) {
+          const m = await waitForGet(s.ch, q);
+          assert.equal(m.properties.headers?.['x-delivery-count'] ?? 0, i);
+          s.ch.nack(m, false, true);
+        }
+        await waitForCount(s.ch, q, 1);
+        await restart();
+        const m = await waitForGet(s.ch, q);
+        assert.equal(m.properties.headers?.['x-delivery-count'], 2, 'the count from before the restart');
+        s.ch.nack(m, false, true); // the third return: past the limit, dropped (no dead-letter exchange)
+        await waitForCount(s.ch, q, 0);
+      });
     });
   });
 });

@@ -85,8 +85,6 @@ export class Queue {
   #ttlTimer: NodeJS.Timeout | null = null;
   #expiresTimer: NodeJS.Timeout | null = null;
   #lastUsed: number;
-  /** Returns so far of messages that came back (delivery limit); only refs that did. */
-  readonly #deliveries = new Map<number, number>();
   /** Deduplication keys of the messages in the queue, both ways. */
   readonly #dedupKeys = new Map<string, number>();
   readonly #dedupRefs = new Map<number, string>();
@@ -273,7 +271,6 @@ export class Queue {
   /** A message left for good (acked, expired, dropped, dead-lettered): forget what it held. */
   #forget(ref: number): void {
     if (this.#plain) return;
-    this.#deliveries.delete(ref);
     const key = this.#dedupRefs.get(ref);
     if (key !== undefined) {
       this.#dedupRefs.delete(ref);
@@ -333,8 +330,8 @@ export class Queue {
         this.#svc.deadLetter(this, m.payload, m.flags, 'expired');
         continue;
       }
-      const n = this.#deliveries.get(m.ref);
-      if (n !== undefined && this.settings.countDeliveries) {
+      const n = m.redelivered && this.settings.countDeliveries ? this.store.requeueCount(m.ref) : 0;
+      if (n > 0) {
         const props = this.#view.parse(m.payload).props;
         return { ...m, payload: withStoredProps(m.payload, this.#svc.format.withIntHeader(props, DELIVERY_COUNT, n)) };
       }
@@ -440,15 +437,16 @@ export class Queue {
   /** nack/reject with requeue, or a closed channel: back to its place, unless past the delivery limit. */
   requeue(ref: number, bodySize: number): void {
     if (this.settings.countDeliveries) {
-      const n = (this.#deliveries.get(ref) ?? 0) + 1;
+      const n = this.store.requeueCount(ref) + 1;
       const limit = this.settings.deliveryLimit;
       if (limit !== undefined && n > limit) {
         this.#settleWithPayload(ref, (payload, flags) => this.#svc.deadLetter(this, payload, flags, 'delivery_limit'));
         return;
       }
-      this.#deliveries.set(ref, n);
+      this.store.requeue(ref, n);
+    } else {
+      this.store.requeue(ref);
     }
-    this.store.requeue(ref);
     this.#readyBytes += bodySize;
     if (this.settings.messageTtl !== undefined) this.#armTtl();
   }

@@ -10,6 +10,8 @@ interface Entry {
   flags: number;
   state: 0 | 1 | 2; // ready, handed out, gone
   redelivered: boolean;
+  /** The count given with its last requeue. */
+  requeues: number;
 }
 
 export class MemoryQueueStore implements QueueStore {
@@ -34,7 +36,7 @@ export class MemoryQueueStore implements QueueStore {
 
   enqueue(payload: Buffer, ts: number = Date.now(), flags = 0): number {
     const ref = this.#next++;
-    this.#entries.set(ref, { payload, ts, flags, state: 0, redelivered: false });
+    this.#entries.set(ref, { payload, ts, flags, state: 0, redelivered: false, requeues: 0 });
     this.#ready++;
     return ref;
   }
@@ -74,9 +76,10 @@ export class MemoryQueueStore implements QueueStore {
     this.#unacked--;
   }
 
-  requeue(ref: number): void {
+  requeue(ref: number, count?: number): void {
     const e = this.#entries.get(ref);
     if (e === undefined || e.state !== 1) return;
+    if (count !== undefined) e.requeues = count;
     e.state = 0;
     e.redelivered = true;
     this.#unacked--;
@@ -84,6 +87,10 @@ export class MemoryQueueStore implements QueueStore {
     let i = this.#requeued.length;
     while (i > 0 && this.#requeued[i - 1]! > ref) i--;
     this.#requeued.splice(i, 0, ref);
+  }
+
+  requeueCount(ref: number): number {
+    return this.#entries.get(ref)?.requeues ?? 0;
   }
 
   discard(ref: number): boolean {

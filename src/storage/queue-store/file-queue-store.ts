@@ -35,6 +35,7 @@ import { RecordType } from '../log/record.js';
 import { Placement, type PlacementValue, type SegmentLog } from '../log/segment-log.js';
 import { ackFileName, SegmentAcks } from './ack-file.js';
 import { DeliveredMark } from './delivered-mark.js';
+import { RequeueCounts } from './requeue-counts.js';
 import type { QueueStore, QueueStoreStats, StoredMessage } from './queue-store.js';
 
 export interface QueueStoreOptions {
@@ -99,6 +100,7 @@ export class FileQueueStore implements QueueStore, RoundParticipant {
   #reclaimable: number[] = [];
   #closed = false;
   readonly #delivered: DeliveredMark;
+  #requeues!: RequeueCounts;
 
   private constructor(log: SegmentLog, committer: GroupCommitter, opts: QueueStoreOptions) {
     this.name = log.name;
@@ -157,6 +159,7 @@ export class FileQueueStore implements QueueStore, RoundParticipant {
         report.orphanAcks += orphans;
       }
     }
+    q.#requeues = new RequeueCounts(log.dir, (ref) => ref >= log.startOffset && ref < log.nextOffset && !q.#isAcked(ref));
     for (const acks of q.#acks.values()) q.#live += acks.count - acks.acked;
     // Released before a crash that lost the ack (see the file comment): ack them now.
     for (const ref of log.takeElidedAtOpen()) q.#markAcked(ref);
@@ -393,6 +396,7 @@ export class FileQueueStore implements QueueStore, RoundParticipant {
     const acks = this.#acks.get(base);
     if (acks === undefined || ref < base || !acks.mark(ref)) return false;
     this.#live--;
+    this.#requeues.forget(ref);
     acks.pending.push(ref - base);
     if (acks.pending.length === 1) this.#dirtyAcks.push(acks);
     if (acks.complete && this.#bases[this.#bases.length - 1] !== base) this.#reclaimable.push(base);
@@ -402,15 +406,20 @@ export class FileQueueStore implements QueueStore, RoundParticipant {
     return true;
   }
 
-  requeue(ref: number): void {
+  requeue(ref: number, count?: number): void {
     // Only a handed-out message: requeueing twice must not deliver it twice.
     if (!this.#handedOut.delete(ref)) return;
+    if (count !== undefined) this.#requeues.set(ref, count);
     this.#unacked--;
     this.#log.reconsiderHeld(); // back in the queue: no reason to hold it any more
     // Keep sorted: usually appended at the end or near it.
     let i = this.#requeued.length;
     while (i > 0 && this.#requeued[i - 1]! > ref) i--;
     this.#requeued.splice(i, 0, ref);
+  }
+
+  requeueCount(ref: number): number {
+    return this.#requeues.get(ref);
   }
 
   async read(ref: number): Promise<StoredMessage | null> {
@@ -521,5 +530,6 @@ export class FileQueueStore implements QueueStore, RoundParticipant {
     await this.#committer.settled();
     for (const acks of this.#acks.values()) if (acks.fd >= 0) await closeFile(acks.fd);
     this.#delivered.close();
+    this.#requeues.close();
   }
 }

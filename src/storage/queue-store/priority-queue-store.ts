@@ -78,8 +78,12 @@ export class PriorityQueueStore implements QueueStore {
     this.#levels[ref % LEVELS]?.ack(Math.floor(ref / LEVELS));
   }
 
-  requeue(ref: number): void {
-    this.#levels[ref % LEVELS]?.requeue(Math.floor(ref / LEVELS));
+  requeue(ref: number, count?: number): void {
+    this.#levels[ref % LEVELS]?.requeue(Math.floor(ref / LEVELS), count);
+  }
+
+  requeueCount(ref: number): number {
+    return this.#levels[ref % LEVELS]?.requeueCount(Math.floor(ref / LEVELS)) ?? 0;
   }
 
   discard(ref: number): boolean {

@@ -47,8 +47,14 @@ export interface QueueStore {
   fill(): Promise<void>;
   /** The handed-out message is done with. */
   ack(ref: number): void;
-  /** The handed-out message goes back to its original position, to be delivered as redelivered. */
-  requeue(ref: number): void;
+  /**
+   * The handed-out message goes back to its original position, to be delivered as redelivered.
+   * `count`: how many times it has now been put back, for queues that count deliveries; kept
+   * until the message is acked, across restarts where the store is durable.
+   */
+  requeue(ref: number, count?: number): void;
+  /** The count given with the message's last requeue, 0 if none. */
+  requeueCount(ref: number): number;
   /** Removes a ready message that was not handed out (expiry, length limits); false if it was not ready. */
   discard(ref: number): boolean;
   /**

@@ -25,7 +25,8 @@ export class PublishFlow {
   pauses = 0;
 
   get held(): boolean {
-    return this.#dueAt <= Date.now();
+    // No clock read while nothing is scheduled (the common case, checked every 32 frames).
+    return this.#dueAt !== Infinity && this.#dueAt <= Date.now();
   }
 
   /**

@@ -1,5 +1,7 @@
 /** Small conveniences over amqplib for integration tests. */
+import { after, before } from 'node:test';
 import amqp, { type Channel, type ChannelModel, type ConsumeMessage } from 'amqplib';
+import { removeDir, startTestBroker, type TestBroker } from './test-broker.js';
 
 export type { Channel, ChannelModel, ConsumeMessage };
 
@@ -46,3 +48,38 @@ export function connectionError(c: ChannelModel): Promise<Error & { code?: numbe
 }
 
 export const bodies = (ms: ReadonlyArray<{ content: Buffer }>): string[] => ms.map((m) => m.content.toString());
+
+/** One broker for a describe block, and the amqplib connections its tests open. */
+export interface SuiteBroker {
+  /** The running broker (from the suite's before hook on). */
+  readonly broker: TestBroker;
+  /** Connects (to the suite's broker unless `url` says otherwise); closed after the suite. */
+  open(url?: string): Promise<ChannelModel>;
+}
+
+/** Call inside describe(): starts the broker before its tests, closes it and every connection after. */
+export function suiteBroker(): SuiteBroker {
+  let started: TestBroker | undefined;
+  const conns: ChannelModel[] = [];
+  before(async () => {
+    started = await startTestBroker();
+  });
+  after(async () => {
+    for (const c of conns) await closeQuietly(c);
+    if (started === undefined) return;
+    await started.close();
+    removeDir(started.dataDir);
+  });
+  const suite: SuiteBroker = {
+    get broker(): TestBroker {
+      if (started === undefined) throw new Error('the suite broker starts in the before hook');
+      return started;
+    },
+    async open(url?: string): Promise<ChannelModel> {
+      const c = await connect(url ?? suite.broker.amqpUrl);
+      conns.push(c);
+      return c;
+    },
+  };
+  return suite;
+}

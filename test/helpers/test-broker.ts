@@ -17,7 +17,9 @@ export function removeDir(dir: string): void {
   rmSync(dir, { recursive: true, force: true });
 }
 
-export async function startTestBroker(dataDir = tempDataDir()): Promise<StartedBroker & { dataDir: string }> {
+export type TestBroker = StartedBroker & { dataDir: string };
+
+export async function startTestBroker(dataDir = tempDataDir()): Promise<TestBroker> {
   const b = await startBroker({ dataDir, amqpPort: 0, host: '127.0.0.1', quiet: true });
   return Object.assign(b, { dataDir });
 }

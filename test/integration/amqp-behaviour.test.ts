@@ -5,11 +5,11 @@
  * alternate exchanges, auto-delete and exclusive queues, multi-frame messages, and what survives
  * a clean restart.
  */
-import { after, before, describe, test } from 'node:test';
+import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import type { ConfirmChannel, GetMessage, Message } from 'amqplib';
-import { bodies, channel, channelError, closeQuietly, collect, connect, type Channel, type ChannelModel, type ConsumeMessage } from '../helpers/amqp-client.js';
+import { bodies, channel, channelError, closeQuietly, collect, connect, suiteBroker, type Channel, type ChannelModel, type ConsumeMessage } from '../helpers/amqp-client.js';
 import { removeDir, sleep, startTestBroker, tempDataDir, waitFor } from '../helpers/test-broker.js';
 import { RawAmqp } from '../helpers/raw-amqp.js';
 
@@ -32,13 +32,9 @@ async function getAll(ch: Channel, queue: string): Promise<GetMessage[]> {
 }
 
 describe('AMQP behaviour with amqplib', () => {
-  let broker: Awaited<ReturnType<typeof startTestBroker>>;
-  const conns: ChannelModel[] = [];
-  const open = async (url = broker.amqpUrl): Promise<ChannelModel> => {
-    const c = await connect(url);
-    conns.push(c);
-    return c;
-  };
+  const suite = suiteBroker();
+  const open = suite.open;
+
   const fresh = async (): Promise<{ c: ChannelModel; ch: Channel; q: string }> => {
     const c = await open();
     const ch = await channel(c);
@@ -56,19 +52,10 @@ describe('AMQP behaviour with amqplib', () => {
   const awaitCount = (ch: Channel, q: string, n: number): Promise<void> =>
     waitFor(async () => (await ch.checkQueue(q)).messageCount === n, 3000, `${n} messages in ${q}`);
 
-  before(async () => {
-    broker = await startTestBroker();
-  });
-  after(async () => {
-    for (const c of conns) await closeQuietly(c);
-    await broker.close();
-    removeDir(broker.dataDir);
-  });
-
   test('frames cut at any byte by the network arrive intact (pieces of 1 to 1000 bytes, bodies over several frames)', async () => {
     const ch = await channel(await open());
     const { queue: q } = await ch.assertQueue('split-frames', { durable: false });
-    const raw = await RawAmqp.connect(broker.amqpPort);
+    const raw = await RawAmqp.connect(suite.broker.amqpPort);
     try {
       const bodies: Buffer[] = [];
       for (let i = 0; i < 12; i++) bodies.push(Buffer.alloc(i % 3 === 0 ? 4096 * 3 + i : 10 + i * 37, 97 + i));
@@ -141,14 +128,14 @@ describe('AMQP behaviour with amqplib', () => {
   test('no-ack consumers on an empty queue get messages without a store write; a backlog is never overtaken', async () => {
     const ch = await channel(await open());
     const { queue: q } = await ch.assertQueue('direct-noack', { durable: false });
-    const store = broker.broker.queue('guest', '/', q, -1, null).store;
+    const store = suite.broker.broker.queue('guest', '/', q, -1, null).store;
     const got: string[] = [];
     const { consumerTag } = await ch.consume(q, (m) => m && got.push(m.content.toString()), { noAck: true });
     publishN(ch, q, 200);
     await waitFor(() => got.length === 200, 3000, '200 deliveries');
     assert.deepEqual(got, Array.from({ length: 200 }, (_, i) => `m${i + 1}`));
     assert.equal(store.stats().live, 0);
-    assert.equal(broker.broker.storage.getLog(store.name)?.nextOffset, 0, 'nothing was appended to the queue log');
+    assert.equal(suite.broker.broker.storage.getLog(store.name)?.nextOffset, 0, 'nothing was appended to the queue log');
     // A backlog (no consumer) is stored; a consumer then gets it first, then what follows.
     await ch.cancel(consumerTag);
     got.length = 0;
@@ -563,7 +550,7 @@ describe('AMQP behaviour with amqplib', () => {
   });
 
   test('heartbeats: an idle connection with a 1 s heartbeat stays open', async () => {
-    const c = await open(`${broker.amqpUrl}?heartbeat=1`);
+    const c = await open(`${suite.broker.amqpUrl}?heartbeat=1`);
     let closed = false;
     c.on('close', () => (closed = true));
     await sleep(3500);
@@ -572,7 +559,7 @@ describe('AMQP behaviour with amqplib', () => {
   });
 
   test('a 1 MiB message with frame_max 4096 crosses hundreds of frames intact', async () => {
-    const c = await open(`${broker.amqpUrl}?frameMax=4096`);
+    const c = await open(`${suite.broker.amqpUrl}?frameMax=4096`);
     const ch = await channel(c);
     const { queue: q } = await ch.assertQueue('', { exclusive: true });
     const big = randomBytes(1024 * 1024);

@@ -4,28 +4,17 @@
  * and once released every message held back arrives intact and in order. Then the real
  * trigger: delayed messages falling due while a publisher floods the broker.
  */
-import { after, before, describe, test } from 'node:test';
+import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import type { ConfirmChannel } from 'amqplib';
-import { closeQuietly, connect, type ChannelModel, type ConsumeMessage } from '../helpers/amqp-client.js';
-import { removeDir, sleep, startTestBroker, waitFor } from '../helpers/test-broker.js';
+import type { PublishFlow } from '../../src/broker/mod.js';
+import { suiteBroker, type ConsumeMessage } from '../helpers/amqp-client.js';
+import { sleep, waitFor } from '../helpers/test-broker.js';
 
 describe('publish flow control', () => {
-  let broker: Awaited<ReturnType<typeof startTestBroker>>;
-  const conns: ChannelModel[] = [];
-  const open = async (): Promise<ChannelModel> => {
-    const c = await connect(broker.amqpUrl);
-    conns.push(c);
-    return c;
-  };
-  before(async () => {
-    broker = await startTestBroker();
-  });
-  after(async () => {
-    for (const c of conns) await closeQuietly(c);
-    await broker.close();
-    removeDir(broker.dataDir);
-  });
+  const suite = suiteBroker();
+  const open = suite.open;
+  const flow = (): PublishFlow => suite.broker.broker.flow;
 
   test('while held, publishers are not read but consumers and acks are; on release all arrive in order', async () => {
     const pub = await (await open()).createConfirmChannel();
@@ -34,8 +23,8 @@ describe('publish flow control', () => {
     for (let i = 0; i < 50; i++) pub.sendToQueue(q, Buffer.from(`m${i}`));
     await pub.waitForConfirms();
 
-    const flow = broker.broker.flow;
-    flow.nextWorkAt(-Infinity); // timed work running: publishers wait
+    const f = flow();
+    f.nextWorkAt(-Infinity); // timed work running: publishers wait
     let confirmed = 0;
     for (let i = 50; i < 150; i++) pub.sendToQueue(q, Buffer.from(`m${i}`), {}, (err) => err === null && confirmed++);
     await sleep(300);
@@ -51,9 +40,9 @@ describe('publish flow control', () => {
       sub.ack(m);
     });
     await waitFor(() => got.length === 50, 5000, 'the 50 stored messages');
-    assert.ok(flow.pauses >= 1, 'the publishing connection was paused');
+    assert.ok(f.pauses >= 1, 'the publishing connection was paused');
 
-    flow.nextWorkAt(Infinity);
+    f.nextWorkAt(Infinity);
     await pub.waitForConfirms();
     assert.equal(confirmed, 100);
     await waitFor(() => got.length === 150, 5000, 'the held messages');
@@ -70,11 +59,11 @@ describe('publish flow control', () => {
     const q = (await sub.assertQueue('', { exclusive: true })).queue;
     const got: Buffer[] = [];
     await sub.consume(q, (m) => m !== null && got.push(m.content), { noAck: true });
-    const flow = broker.broker.flow;
+    const f = flow();
     let on = false;
     const toggler = setInterval(() => {
       on = !on;
-      flow.nextWorkAt(on ? -Infinity : Infinity);
+      f.nextWorkAt(on ? -Infinity : Infinity);
     }, 3);
     const sizes = [0, 1, 100, 4096, 131072 - 8, 131072, 300_000, 17];
     const sent: Buffer[] = [];
@@ -89,7 +78,7 @@ describe('publish flow control', () => {
       await pub.waitForConfirms();
     } finally {
       clearInterval(toggler);
-      flow.nextWorkAt(Infinity);
+      f.nextWorkAt(Infinity);
     }
     await waitFor(() => got.length === sent.length, 10_000, 'every message');
     for (let i = 0; i < sent.length; i++) assert.ok(got[i]!.equals(sent[i]!), `message ${i} intact and in order`);
@@ -108,14 +97,14 @@ describe('publish flow control', () => {
     await ch.consume(dq, (m) => m !== null && late.push(Date.now() - Number(m.properties.headers!['x-deliver-at'])), { noAck: true });
     // Flood from a second publisher across the due window.
     const sink = (await ch.assertQueue('', { exclusive: true })).queue;
-    const pauses = broker.broker.flow.pauses;
+    const pauses = flow().pauses;
     const body = Buffer.alloc(64);
     while (Date.now() < dueAt + 400) {
       for (let i = 0; i < 500; i++) pub.sendToQueue(sink, body);
       await pub.waitForConfirms();
     }
     await waitFor(() => late.length === 2000, 10_000, 'every delayed message');
-    assert.ok(broker.broker.flow.pauses > pauses, 'the flooding publisher was paused for the delays');
+    assert.ok(flow().pauses > pauses, 'the flooding publisher was paused for the delays');
     assert.ok(Math.min(...late) >= -5, 'none fired early');
   });
 });

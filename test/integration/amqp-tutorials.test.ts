@@ -2,29 +2,14 @@
  * RabbitMQ's six tutorials (https://www.rabbitmq.com/tutorials), each done with amqplib over
  * TCP against a real broker: hello world, work queues, publish/subscribe, routing, topics, RPC.
  */
-import { after, before, describe, test } from 'node:test';
+import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
-import { bodies, channel, closeQuietly, collect, connect, type ChannelModel, type ConsumeMessage } from '../helpers/amqp-client.js';
-import { removeDir, sleep, startTestBroker, waitFor } from '../helpers/test-broker.js';
+import { bodies, channel, collect, suiteBroker, type ConsumeMessage } from '../helpers/amqp-client.js';
+import { sleep, waitFor } from '../helpers/test-broker.js';
 
 describe('RabbitMQ tutorials with amqplib', () => {
-  let broker: Awaited<ReturnType<typeof startTestBroker>>;
-  const conns: ChannelModel[] = [];
-  const open = async (): Promise<ChannelModel> => {
-    const c = await connect(broker.amqpUrl);
-    conns.push(c);
-    return c;
-  };
-
-  before(async () => {
-    broker = await startTestBroker();
-  });
-  after(async () => {
-    for (const c of conns) await closeQuietly(c);
-    await broker.close();
-    removeDir(broker.dataDir);
-  });
+  const { open } = suiteBroker();
 
   test('1. hello world', async () => {
     const c = await open();

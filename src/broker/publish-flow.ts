@@ -6,8 +6,8 @@
  * a timer gets its turn; with it, publishing and firing take turns. Consumers and their acks are
  * never held back, and while no timed work is due publishers are never held at all.
  *
- * Front-ends check `held` once per socket read, park themselves with `waitForRelease`, and are
- * called back when the work has run.
+ * Front-ends check `held` every few frames of a connection that has published, park themselves
+ * with `waitForRelease`, and are called back when the work has run.
  */
 
 /** Publishing time guaranteed between two turns of timed work (ms; the clock has 1 ms steps). */
@@ -25,7 +25,7 @@ export class PublishFlow {
   pauses = 0;
 
   get held(): boolean {
-    // No clock read while nothing is scheduled (the common case, checked every 32 frames).
+    // No clock read while nothing is scheduled (the common case).
     return this.#dueAt !== Infinity && this.#dueAt <= Date.now();
   }
 

@@ -54,3 +54,20 @@ test('RequeueCounts: many requeues of a few messages do not grow the file withou
     rmSync(dir, { recursive: true, force: true });
   }
 });
+
+test('RequeueCounts: a deleted directory or a closed queue never makes a requeue fail', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'sluice-requeues-'));
+  const r = new RequeueCounts(dir, all);
+  r.set(1, 1);
+  r.close(); // closes the file: the next append must open the path again
+  rmSync(dir, { recursive: true, force: true });
+  assert.doesNotThrow(() => r.set(1, 2), 'after close: memory only');
+  assert.equal(r.get(1), 2);
+  const dir2 = mkdtempSync(join(tmpdir(), 'sluice-requeues-'));
+  const s = new RequeueCounts(dir2, all);
+  rmSync(dir2, { recursive: true, force: true }); // the queue's directory went away (deleted queue)
+  assert.doesNotThrow(() => s.set(5, 1));
+  assert.doesNotThrow(() => s.set(5, 2));
+  assert.equal(s.get(5), 2);
+  s.close();
+});

@@ -31,7 +31,7 @@ export interface DeliveryHost {
   /** Stores a routed message in each destination queue. */
   deliverTo(vh: Vhost, dests: Set<DestinationKey>, payload: Buffer, props: Buffer, bodySize: number, flags: number): void;
   onError(err: unknown, what: string): void;
-  /** Held while delayed messages fire late, so that publishers wait rather than the timers. */
+  /** Told when delayed messages are due, so that publishers yield to firing them. */
   readonly flow: PublishFlow;
 }
 

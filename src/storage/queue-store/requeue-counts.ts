@@ -24,6 +24,9 @@ export class RequeueCounts {
   readonly #counts = new Map<number, number>();
   #fd = -1;
   #records = 0;
+  #closed = false;
+  /** A write failed: the next append rewrites the whole file instead. */
+  #broken = false;
   readonly #buf = Buffer.alloc(RECORD);
 
   /** Reads what earlier runs left; `live(ref)` drops the entries of messages acked since. */
@@ -71,23 +74,31 @@ export class RequeueCounts {
   }
 
   #append(ref: number, count: number): void {
-    if (this.#records >= COMPACT_MIN_RECORDS && this.#records >= 4 * this.#counts.size) {
+    if (this.#broken || (this.#records >= COMPACT_MIN_RECORDS && this.#records >= 4 * this.#counts.size)) {
       this.#rewrite();
       return; // the rewrite holds the new count
     }
+    if (this.#closed) return; // the queue is closed or deleted: memory only
     const b = this.#buf;
     b.writeDoubleLE(ref, 0);
     b.writeUInt32LE(count, 8);
     b.writeUInt32LE(crc32c(b, 0, 12), 12);
-    if (this.#fd < 0) this.#fd = openSync(this.#path, 'a');
-    writevAtSync(this.#fd, [b], this.#records * RECORD);
-    this.#records++;
+    try {
+      if (this.#fd < 0) this.#fd = openSync(this.#path, 'a');
+      writevAtSync(this.#fd, [b], this.#records * RECORD);
+      this.#records++;
+    } catch {
+      // A count that cannot be written only grants extra deliveries after a restart; the
+      // requeue itself must not fail for it. A torn record may be left: rewrite next time.
+      this.#broken = true;
+    }
   }
 
   /** The live entries into a fresh file (temp + rename, so a crash leaves one whole file). */
   #rewrite(): void {
     if (this.#fd >= 0) closeSync(this.#fd);
     this.#fd = -1;
+    if (this.#closed) return;
     const out = Buffer.alloc(this.#counts.size * RECORD);
     let p = 0;
     for (const [ref, n] of this.#counts) {
@@ -97,12 +108,18 @@ export class RequeueCounts {
       p += RECORD;
     }
     const tmp = `${this.#path}.tmp`;
-    writeFileSync(tmp, out);
-    renameSync(tmp, this.#path);
-    this.#records = this.#counts.size;
+    try {
+      writeFileSync(tmp, out);
+      renameSync(tmp, this.#path);
+      this.#records = this.#counts.size;
+      this.#broken = false;
+    } catch {
+      this.#broken = true; // try again at the next append
+    }
   }
 
   close(): void {
+    this.#closed = true;
     if (this.#fd >= 0) closeSync(this.#fd);
     this.#fd = -1;
   }

@@ -8,7 +8,7 @@ import assert from 'node:assert/strict';
 import { readdirSync } from 'node:fs';
 import { DURABILITY_VALUES, FileQueueStore, RecordType, Storage, type Durability, type SegmentLog, type StorageOptions } from '../../src/storage/mod.js';
 import { Placement, type PlacementValue } from '../../src/storage/log/segment-log.js';
-import { TempDirs, checkPayload, largePayloadFor, payloadFor, readAll, tick } from './storage-helpers.js';
+import { TempDirs, checkPayload, drainCounters, largePayloadFor, payloadFor, readAll, tick } from './storage-helpers.js';
 
 const tmp = new TempDirs('held-records');
 afterEach(() => tmp.cleanup());
@@ -178,20 +178,6 @@ describe('FileQueueStore: large messages', () => {
     return { storage, store, log: storage.getLog('q')! };
   }
 
-  /** Every ready message, handed out and not acked. */
-  async function drain(store: FileQueueStore): Promise<number[]> {
-    const out: number[] = [];
-    for (;;) {
-      let m = store.shift();
-      if (m === null && store.readyCount > 0) {
-        await store.fill();
-        m = store.shift();
-      }
-      if (m === null) return out;
-      out.push(checkPayload(m.payload));
-    }
-  }
-
   test('acked before its round, a large message is confirmed without being written and never comes back', async () => {
     const dir = tmp.fresh();
     let { storage, store, log } = await openQueue(dir);
@@ -210,7 +196,7 @@ describe('FileQueueStore: large messages', () => {
       else await storage.abandon();
       ({ storage, store, log } = await openQueue(dir));
       assert.equal(store.readyCount, 0, `after ${how}`);
-      assert.deepEqual(await drain(store), []);
+      assert.deepEqual(await drainCounters(store), []);
     }
     await store.close();
     await storage.close();
@@ -229,7 +215,7 @@ describe('FileQueueStore: large messages', () => {
     await store.close();
     ({ storage, store } = await openQueue(dir));
     assert.equal(store.readyCount, 1);
-    assert.deepEqual(await drain(store), [2]);
+    assert.deepEqual(await drainCounters(store), [2]);
     await store.close();
     await storage.close();
   });
@@ -241,7 +227,7 @@ describe('FileQueueStore: large messages', () => {
     store.shift();
     store.requeue(a);
     assert.equal(await settlesWithin(store.flushed(), 1000), true, 'requeued: written without waiting for its hold');
-    assert.deepEqual(await drain(store), [3]);
+    assert.deepEqual(await drainCounters(store), [3]);
     store.enqueue(largePayloadFor(4)); // ready in the window while message 3 is handed out: held
     const f = store.flushed();
     assert.equal(await settlesWithin(f, 30), false, 'held while a consumer works');
@@ -249,7 +235,7 @@ describe('FileQueueStore: large messages', () => {
     await f;
     await storage.close();
     ({ storage, store } = await openQueue(dir));
-    assert.deepEqual(await drain(store), [3, 4]);
+    assert.deepEqual(await drainCounters(store), [3, 4]);
     await store.close();
     await storage.close();
   });
@@ -266,11 +252,11 @@ describe('FileQueueStore: large messages', () => {
     await store.flushed();
     const ms = performance.now() - t0;
     assert.ok(ms >= 35 && ms < 3000, `confirmed after ${ms.toFixed(1)} ms`);
-    assert.deepEqual(await drain(store), Array.from({ length: 40 }, (_, k) => k + 1));
+    assert.deepEqual(await drainCounters(store), Array.from({ length: 40 }, (_, k) => k + 1));
     await storage.abandon();
     await store.close();
     ({ storage, store } = await openQueue(dir));
-    assert.deepEqual(await drain(store), Array.from({ length: 41 }, (_, k) => k));
+    assert.deepEqual(await drainCounters(store), Array.from({ length: 41 }, (_, k) => k));
     await store.close();
     await storage.close();
   });
@@ -290,7 +276,7 @@ describe('FileQueueStore: large messages', () => {
       if (how === 'clean') await storage.close();
       else await storage.abandon();
       ({ storage, store, log } = await openQueue(dir, 40, 16 * 1024));
-      const got = await drain(store);
+      const got = await drainCounters(store);
       assert.deepEqual(got, [0, ...Array.from({ length: 38 }, (_, k) => k + 2)], `after ${how}`);
       assert.equal(store.readyCount, 0, `after ${how}: nothing left counted as ready`);
       assert.equal(store.unackedCount, 39);

@@ -5,7 +5,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { tmpdir } from 'node:os';
 import { crc32c } from '../../src/common/mod.js';
-import type { LogRecord, SegmentLog } from '../../src/storage/mod.js';
+import type { LogRecord, QueueStore, SegmentLog } from '../../src/storage/mod.js';
 
 export class TempDirs {
   readonly #dirs: string[] = [];
@@ -46,6 +46,20 @@ export function checkPayload(p: Buffer): number {
   assert.ok(p.length >= 8, `payload of ${p.length} bytes is too short`);
   assert.equal(crc32c(p, 8, p.length), p.readUInt32LE(4), 'payload CRC');
   return p.readUInt32LE(0);
+}
+
+/** Hands out every ready message (filling from disk as needed); their payload counters, in order. */
+export async function drainCounters(store: QueueStore): Promise<number[]> {
+  const out: number[] = [];
+  for (;;) {
+    let m = store.shift();
+    if (m === null && store.readyCount > 0) {
+      await store.fill();
+      m = store.shift();
+    }
+    if (m === null) return out;
+    out.push(checkPayload(m.payload));
+  }
 }
 
 /** Every record from the log's start to its end, read in batches. */

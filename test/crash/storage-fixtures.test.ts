@@ -6,7 +6,7 @@ import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { appendFileSync, existsSync, openSync, closeSync, readdirSync, readFileSync, statSync, truncateSync, writeFileSync, writeSync, rmSync } from 'node:fs';
 import { Storage, type Durability, type SegmentLog, type StorageRecoveryReport } from '../../src/storage/mod.js';
-import { TempDirs, payloadFor, checkPayload, readAll } from '../contract/storage-helpers.js';
+import { TempDirs, payloadFor, checkPayload, drainCounters, readAll } from '../contract/storage-helpers.js';
 
 const tmp = new TempDirs('storage-crash');
 afterEach(() => tmp.cleanup());
@@ -350,19 +350,6 @@ describe('storage crash fixtures: queue stores', () => {
     return { storage, store, report, sreport };
   }
 
-  async function drain(store: Awaited<ReturnType<typeof openQueue>>['store']): Promise<number[]> {
-    const out: number[] = [];
-    for (;;) {
-      let m = store.shift();
-      if (m === null && store.readyCount > 0) {
-        await store.fill();
-        m = store.shift();
-      }
-      if (m === null) return out;
-      out.push(checkPayload(m.payload));
-    }
-  }
-
   test('an ack file naming an offset past the data is reported as orphanAcks and does not ack later messages', async () => {
     const dir = tmp.fresh();
     const logDir = await writeQueue(dir, 10, 3);
@@ -384,7 +371,7 @@ describe('storage crash fixtures: queue stores', () => {
     const q2 = await openQueue(dir);
     assert.equal(q2.report.orphanAcks, 0, 'the orphans were pruned');
     assert.equal(q2.store.readyCount, 17);
-    assert.deepEqual(await drain(q2.store), range(3, 20));
+    assert.deepEqual(await drainCounters(q2.store), range(3, 20));
     await q2.store.close();
     await q2.storage.close();
   });
@@ -409,7 +396,7 @@ describe('storage crash fixtures: queue stores', () => {
     await q1.storage.abandon();
     const q2 = await openQueue(dir);
     assert.equal(q2.report.orphanAcks, 0);
-    assert.deepEqual(await drain(q2.store), range(4, 10));
+    assert.deepEqual(await drainCounters(q2.store), range(4, 10));
     await q2.store.close();
     await q2.storage.close();
   });
@@ -447,7 +434,7 @@ describe('storage crash fixtures: queue stores', () => {
     assert.deepEqual(q.report.logs[0]!.quarantined, [`${victim}.corrupt`]);
     const { store: s2 } = await q.storage.openQueue('q');
     assert.equal(s2.readyCount, bases.at(-1)!);
-    assert.deepEqual(await drain(s2), range(0, bases.at(-1)!));
+    assert.deepEqual(await drainCounters(s2), range(0, bases.at(-1)!));
     await s2.close();
     await q.storage.close();
   });

@@ -47,3 +47,8 @@ export interface ConsumeInput {
   sink: ConsumerSink;
   connectionId: number;
 }
+
+/** Told when the storage flush asked for with Broker.whenFlushed() is done (`ok`) or failed. */
+export interface FlushListener {
+  flushDone(ok: boolean): void;
+}

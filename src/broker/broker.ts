@@ -21,8 +21,8 @@ import type { MessageFormat } from './message-format.js';
 import { encodeStoredMessage, MessageFlags } from './message.js';
 import { Policies, type PolicyDefinition } from './policy/policy.js';
 import type { Consumer } from './queue/consumer.js';
-import type { ConsumeInput, DeclareExchangeInput, DeclareQueueInput, PublishInput, PublishResult } from './broker-api.js';
-export type { ConsumeInput, DeclareExchangeInput, DeclareQueueInput, PublishInput, PublishResult } from './broker-api.js';
+import type { ConsumeInput, DeclareExchangeInput, DeclareQueueInput, FlushListener, PublishInput, PublishResult } from './broker-api.js';
+export type { ConsumeInput, DeclareExchangeInput, DeclareQueueInput, FlushListener, PublishInput, PublishResult } from './broker-api.js';
 import { checkQueueArgs, fmtArg } from './queue/queue-args.js';
 import { deleteQueueLogs, openQueueStore, queueLogOf } from './queue/queue-logs.js';
 import { resolveQueueSettings } from './queue/queue-settings.js';
@@ -608,6 +608,11 @@ export class Broker {
   /** Resolves when every message published so far is stored per its queue's durability. */
   flushed(): Promise<void> {
     return this.storage.committer.flushed();
+  }
+
+  /** flushed() as a callback, for the confirm path: no promise per flush. */
+  whenFlushed(l: FlushListener): void {
+    this.storage.committer.whenFlushed(l);
   }
 
   // ---- consume

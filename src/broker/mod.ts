@@ -1,5 +1,5 @@
 /** The broker core's surface: the only file protocol front-ends import from broker/. */
-export { Broker, type BrokerOptions, type PublishInput, type PublishResult, type DeclareQueueInput, type DeclareExchangeInput, type ConsumeInput } from './broker.js';
+export { Broker, type BrokerOptions, type PublishInput, type PublishResult, type DeclareQueueInput, type DeclareExchangeInput, type ConsumeInput, type FlushListener } from './broker.js';
 export { BrokerError, type BrokerErrorKind, type BrokerErrorScope } from './errors.js';
 export { PublishFlow, type FlowListener } from './publish-flow.js';
 export type { Consumer, ConsumerSink } from './queue/consumer.js';

@@ -75,7 +75,7 @@ function holder(committer: GroupCommitter): { hold(): number; release(): void; r
     rounds: 0,
     beginRound: () => {
       p.rounds++;
-      return null;
+      return false;
     },
     endRound: () => undefined,
     heldTicket: () => held[0] ?? Infinity,
@@ -146,5 +146,49 @@ test('flushed() while a round is in flight and nothing is dirty still waits for 
   assert.equal(await settledWithin(p, 30), false);
   h.release();
   await p;
+  await storage.close();
+});
+
+test('whenFlushed() calls its listener once, after the round that stores what came before it, and with ok=false when that round fails', async () => {
+  const dir = tmp.fresh();
+  const { storage } = await Storage.open(dir);
+  const c = storage.committer;
+  const log = await storage.openLog('l', { durability: 'fsync', segmentBytes: 1024 });
+  const calls: Array<{ ok: boolean; written: number }> = [];
+  const listener = { flushDone: (ok: boolean) => calls.push({ ok, written: log.writtenOffset }) };
+  log.append(payloadFor(1));
+  c.whenFlushed(listener);
+  assert.equal(calls.length, 0, 'not called synchronously');
+  await log.flushed();
+  assert.deepEqual(calls, [{ ok: true, written: 1 }], 'called once, with the record written');
+
+  // Nothing dirty and no round in flight: still called, asynchronously.
+  c.whenFlushed(listener);
+  assert.equal(calls.length, 1);
+  await tick();
+  assert.deepEqual(calls[1], { ok: true, written: 1 });
+
+  // A round that fails (its new segment's directory is gone) reports ok=false.
+  rmSync(log.dir, { recursive: true });
+  log.append(Buffer.alloc(900));
+  c.whenFlushed(listener);
+  await assert.rejects(log.flushed(), /ENOENT/);
+  assert.equal(calls.length, 3);
+  assert.equal(calls[2]!.ok, false);
+  await storage.abandon();
+});
+
+test('whenFlushed() waits for records held before the call, like flushed()', async () => {
+  const { storage } = await Storage.open(tmp.fresh());
+  const c = storage.committer;
+  const h = holder(c);
+  h.hold();
+  let called = 0;
+  c.whenFlushed({ flushDone: (ok) => (called += ok ? 1 : 100) });
+  await new Promise((r) => setTimeout(r, 30));
+  assert.equal(called, 0, 'held, round after round');
+  h.release();
+  await new Promise((r) => setTimeout(r, 20));
+  assert.equal(called, 1);
   await storage.close();
 });

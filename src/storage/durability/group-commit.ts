@@ -19,14 +19,18 @@
  */
 import type { Journal, JournalBatch } from './journal.js';
 
+/** How a participant that finishes its part of a round later reports it. */
+export type RoundDone = (err: Error | null) => void;
+
 export interface RoundParticipant {
   /** Whether this round would give it records that must be made durable by fsync. */
   needsSync?(): boolean;
   /**
    * Detaches pending writes, starts them, and adds journal entries to `batch`; with `direct`
-   * it fdatasyncs its own files instead of using the journal.
+   * it fdatasyncs its own files instead of using the journal. Returns false when its part is
+   * done on return (or it had none), true when it calls `done` once, later, instead.
    */
-  beginRound(batch: JournalBatch, direct: boolean): Promise<void> | null;
+  beginRound(batch: JournalBatch, direct: boolean, done: RoundDone): boolean;
   /** The round that carried this participant's writes is complete (durable where asked). */
   endRound(err: Error | null): void;
   /**
@@ -36,26 +40,59 @@ export interface RoundParticipant {
   heldTicket?(): number;
 }
 
-/** Callers of flushed() that wait for the same condition: no held ticket below `seq`. */
-interface Waiter {
-  promise: Promise<void>;
-  resolve: () => void;
-  reject: (err: Error) => void;
-  seq: number;
-  /** A round has started since the waiter was created: no caller joins it any more. */
-  closed: boolean;
+/** Told when everything appended before its whenFlushed() call is stored (`ok`) or the round failed. */
+export interface FlushListener {
+  flushDone(ok: boolean): void;
 }
 
-function waiter(seq: number): Waiter {
-  let resolve!: () => void;
-  let reject!: (err: Error) => void;
-  const promise = new Promise<void>((res, rej) => {
-    resolve = res;
-    reject = rej;
-  });
-  // A round that fails with nobody awaiting it must not crash the process as an unhandled rejection.
-  promise.catch(() => undefined);
-  return { promise, resolve, reject, seq, closed: false };
+/**
+ * Callers of flushed() and whenFlushed() that wait for the same condition: no held ticket below
+ * `seq`. The promise is made only when someone asks for one: the hot path (a channel's confirms)
+ * listens with a callback, so a round allocates no promise.
+ */
+class Waiter {
+  seq: number;
+  /** A round has started since the waiter was created: no caller joins it any more. */
+  closed = false;
+  #outcome: Error | null | undefined = undefined;
+  #promise: Promise<void> | null = null;
+  #resolve: (() => void) | null = null;
+  #reject: ((err: Error) => void) | null = null;
+  #listeners: FlushListener[] | null = null;
+
+  constructor(seq: number) {
+    this.seq = seq;
+  }
+
+  get promise(): Promise<void> {
+    if (this.#promise === null) {
+      const outcome = this.#outcome;
+      if (outcome === null) this.#promise = Promise.resolve();
+      else if (outcome !== undefined) this.#promise = Promise.reject(outcome);
+      else {
+        this.#promise = new Promise<void>((res, rej) => {
+          this.#resolve = res;
+          this.#reject = rej;
+        });
+      }
+      // A round that fails with nobody awaiting it must not crash the process as an unhandled rejection.
+      this.#promise.catch(() => undefined);
+    }
+    return this.#promise;
+  }
+
+  listen(l: FlushListener): void {
+    if (this.#listeners === null) this.#listeners = [l];
+    else this.#listeners.push(l);
+  }
+
+  settle(err: Error | null): void {
+    this.#outcome = err;
+    if (err === null) this.#resolve?.();
+    else this.#reject?.(err);
+    const ls = this.#listeners;
+    if (ls !== null) for (const l of ls) l.flushDone(err === null);
+  }
 }
 
 export interface CommitStats {
@@ -69,7 +106,15 @@ export class GroupCommitter {
   readonly #journal: Journal;
   #dirty: RoundParticipant[] = [];
   #dirtySet = new Set<RoundParticipant>();
-  #inFlight: Promise<void> | null = null;
+  /** A round is in flight (its parts below). */
+  #busy = false;
+  #roundParts: RoundParticipant[] = [];
+  #roundWaiter: Waiter | null = null;
+  #roundErr: Error | null = null;
+  /** Parts of the round in flight not finished yet (participants, the journal write). */
+  #outstanding = 0;
+  /** Callers of idle()/settled() waiting for the round in flight to end. */
+  #endWaiters: Array<() => void> = [];
   /** Settles with the round in flight (or later, if records are held): rejects if it failed. */
   #current: Waiter | null = null;
   #scheduled = false;
@@ -108,18 +153,32 @@ export class GroupCommitter {
 
   /** Resolves when everything appended before this call is stored per its log's policy. */
   flushed(): Promise<void> {
-    // Not #inFlight itself: that always resolves, and a failed round must not confirm anything.
+    // Not the round's end itself: a failed round must not confirm anything.
     if (this.#dirty.length === 0 && this.#holders.size === 0) return this.#current?.promise ?? Promise.resolve();
+    return this.#openWaiter().promise;
+  }
+
+  /** flushed() as a callback, for hot paths: no promise, no closure. */
+  whenFlushed(l: FlushListener): void {
+    if (this.#dirty.length === 0 && this.#holders.size === 0) {
+      if (this.#current !== null) this.#current.listen(l);
+      else queueMicrotask(() => l.flushDone(true));
+      return;
+    }
+    this.#openWaiter().listen(l);
+  }
+
+  #openWaiter(): Waiter {
     let w = this.#waiters[this.#waiters.length - 1];
     if (w === undefined || w.closed) {
-      w = waiter(this.#tickets);
+      w = new Waiter(this.#tickets);
       this.#waiters.push(w);
     } else {
       w.seq = this.#tickets;
     }
     // With nothing dirty, a holder's own timer or release starts the round that resolves it.
     this.#schedule();
-    return w.promise;
+    return w;
   }
 
   /** Participants holding records back right now (tests, metrics). */
@@ -127,16 +186,20 @@ export class GroupCommitter {
     return this.#holders.size;
   }
 
-  /** Resolves when the round in flight, if any, has ended. */
+  /** Resolves when the round in flight, if any, has ended, and nothing appended is left unwritten. */
   async settled(): Promise<void> {
-    while (this.#inFlight !== null || (this.#dirty.length > 0 && !this.#closed)) {
-      await (this.#inFlight ?? this.flushed());
+    while (this.#busy || (this.#dirty.length > 0 && !this.#closed)) {
+      await (this.#busy ? this.#roundEnd() : this.flushed());
     }
   }
 
   /** Resolves when the round in flight, if any, has ended, without starting another. */
   async idle(): Promise<void> {
-    while (this.#inFlight !== null) await this.#inFlight;
+    while (this.#busy) await this.#roundEnd();
+  }
+
+  #roundEnd(): Promise<void> {
+    return new Promise((resolve) => this.#endWaiters.push(resolve));
   }
 
   get pendingParticipants(): number {
@@ -148,21 +211,28 @@ export class GroupCommitter {
   }
 
   #schedule(): void {
-    if (this.#scheduled || this.#inFlight !== null || this.#closed) return;
+    if (this.#scheduled || this.#busy || this.#closed) return;
     this.#scheduled = true;
     setImmediate(this.#run);
   }
 
   readonly #run = (): void => {
     this.#scheduled = false;
-    if (this.#inFlight !== null || this.#dirty.length === 0 || this.#closed) return;
-    this.#inFlight = this.#round().finally(() => {
-      this.#inFlight = null;
-      if (this.#dirty.length > 0) this.#schedule();
-    });
+    if (this.#busy || this.#dirty.length === 0 || this.#closed) return;
+    this.#startRound();
   };
 
-  async #round(): Promise<void> {
+  /** Called once per finished part of the round in flight; the last one ends the round. */
+  readonly #partDone = (err: Error | null): void => {
+    if (err !== null && this.#roundErr === null) this.#roundErr = err;
+    if (--this.#outstanding === 0) this.#endRound();
+  };
+
+  readonly #journalFailed = (err: unknown): void => this.#partDone(err as Error);
+  readonly #journalDone = (): void => this.#partDone(null);
+
+  #startRound(): void {
+    this.#busy = true;
     const parts = this.#dirty;
     this.#dirty = [];
     this.#dirtySet.clear();
@@ -175,60 +245,78 @@ export class GroupCommitter {
       w = open;
     } else {
       if (open !== undefined) open.closed = true;
-      w = waiter(this.#tickets);
+      w = new Waiter(this.#tickets);
       this.#waiters.push(w);
     }
     w.closed = true;
     this.#current = w;
+    this.#roundParts = parts;
+    this.#roundWaiter = w;
+    this.#roundErr = null;
     this.stats.rounds++;
     this.stats.participantsWritten += parts.length;
     const batch = this.#journal.beginBatch();
-    const work: Promise<void>[] = [];
-    let err: Error | null = null;
     // With few logs to sync, fsyncing them directly costs about what one journal fsync does and
     // writes each byte once instead of twice (journal + log). Past that, fsync cost grows per
     // file (research finding 3), so the journal takes them all.
     let syncing = 0;
     for (const p of parts) if (p.needsSync?.() === true) syncing++;
     const direct = syncing <= this.#directSyncMax;
+    // One part for this loop itself, so that parts finishing synchronously cannot end the round early.
+    this.#outstanding = 1;
     for (const p of parts) {
       try {
-        const r = p.beginRound(batch, direct);
-        if (r !== null) work.push(r);
+        if (p.beginRound(batch, direct, this.#partDone)) this.#outstanding++;
       } catch (e) {
-        err = e as Error;
+        if (this.#roundErr === null) this.#roundErr = e as Error;
       }
     }
     if (batch.entries > 0) {
       this.stats.journalSyncs++;
       this.stats.journalBytes += batch.bytes;
-      work.push(this.#journal.writeBatch(batch));
+      this.#outstanding++;
+      this.#journal.writeBatch(batch).then(this.#journalDone, this.#journalFailed);
     }
-    const results = await Promise.allSettled(work);
-    for (const r of results) if (r.status === 'rejected' && err === null) err = r.reason as Error;
+    this.#partDone(null);
+  }
+
+  #endRound(): void {
+    const parts = this.#roundParts;
+    const w = this.#roundWaiter!;
+    const err = this.#roundErr;
+    this.#roundParts = [];
+    this.#roundWaiter = null;
     for (const p of parts) p.endRound(err);
     if (this.#current === w) this.#current = null;
     this.#settleWaiters(parts, err);
     if (this.onRound !== null) this.onRound();
+    this.#busy = false;
+    if (this.#endWaiters.length > 0) {
+      const ws = this.#endWaiters;
+      this.#endWaiters = [];
+      for (const resolve of ws) resolve();
+    }
+    if (this.#dirty.length > 0) this.#schedule();
   }
 
   /** Resolves the closed waiters whose records are all stored now; a failed round rejects them all. */
   #settleWaiters(parts: RoundParticipant[], err: Error | null): void {
-    for (const p of parts) if (p.heldTicket !== undefined) this.#holders.add(p);
+    for (const p of parts) if (p.heldTicket !== undefined && p.heldTicket() !== Infinity) this.#holders.add(p);
     let held = Infinity;
-    for (const p of this.#holders) {
-      const t = p.heldTicket!();
-      if (t === Infinity) this.#holders.delete(p);
-      else if (t < held) held = t;
+    if (this.#holders.size > 0) {
+      for (const p of this.#holders) {
+        const t = p.heldTicket!();
+        if (t === Infinity) this.#holders.delete(p);
+        else if (t < held) held = t;
+      }
     }
     let n = 0;
     while (n < this.#waiters.length) {
       const w = this.#waiters[n]!;
       if (!w.closed || (err === null && w.seq > held)) break;
-      if (err) w.reject(err);
-      else w.resolve();
       n++;
     }
-    if (n > 0) this.#waiters.splice(0, n);
+    // Each leaves the list before its listeners run: a listener may call flushed() again.
+    for (let i = 0; i < n; i++) this.#waiters.shift()!.settle(err);
   }
 }

@@ -28,9 +28,9 @@
  * synced record ever follows an unsynced one in the log (recovery would cut the log there).
  */
 import { SluiceError } from '../../common/mod.js';
-import { datasync, writevAt, writevAtSync, openFile, fsyncDir } from '../io.js';
+import { datasync, datasyncThen, writevAt, writevAtSync, openFile, fsyncDir } from '../io.js';
 import type { Durability } from '../durability/policy.js';
-import type { GroupCommitter, RoundParticipant } from '../durability/group-commit.js';
+import type { GroupCommitter, RoundDone, RoundParticipant } from '../durability/group-commit.js';
 import type { JournalBatch } from '../durability/journal.js';
 import {
   checkRecord,
@@ -80,6 +80,7 @@ const MAX_SEGMENT_BYTES = 1024 * 1024 * 1024;
 const SLAB_BYTES = 64 * 1024;
 /** Chunks up to this size are written synchronously (page cache only; see io.ts writevAtSync). */
 const SYNC_WRITE_MAX = 256 * 1024;
+const NO_SEGMENTS: Segment[] = [];
 /** appendRetained() payloads of this size or more are written from the caller's buffer, and may be held. */
 export const RETAIN_MIN_BYTES = 64 * 1024;
 const EMPTY = Buffer.alloc(0);
@@ -379,13 +380,13 @@ export class SegmentLog implements RoundParticipant {
     return this.#held.peek()?.ticket ?? Infinity;
   }
 
-  beginRound(batch: JournalBatch, direct: boolean): Promise<void> | null {
+  beginRound(batch: JournalBatch, direct: boolean, done: RoundDone): boolean {
     if (this.#closed) {
       // Closed (deleted, or abandoned as in a crash): it writes nothing more, and a write into a
       // deleted directory must not fail a round that confirms other logs' records.
       this.#pending = [];
       this.#held.clear();
-      return null;
+      return false;
     }
     if (this.#held.length > 0) this.#placeHeld();
     this.#closeChunk();
@@ -396,14 +397,39 @@ export class SegmentLog implements RoundParticipant {
     const head = this.#held.peek();
     this.#roundEndOffset = head !== undefined ? head.offset : this.#nextOffset;
     if (head !== undefined) this.#armHoldTimer(head);
-    if (chunks.length === 0) return null;
+    if (chunks.length === 0) return false;
     const fsync = this.durability === 'fsync';
     let data = false;
     for (const c of chunks) if (c.data) data = true;
     if (fsync && !direct) for (const c of chunks) batch.addv(this.id, c.bufs, c.bytes);
     // ELIDED records alone need no fsync; the next round with data syncs their segments too.
-    const syncOld = fsync && data && this.#unsynced.length > 0 ? this.#unsynced.splice(0) : [];
-    return this.#writeChunks(chunks, fsync && direct && data, syncOld, fsync && direct && !data);
+    const syncOld = fsync && data && this.#unsynced.length > 0 ? this.#unsynced.splice(0) : NO_SEGMENTS;
+    const sync = fsync && direct && data;
+    const leftUnsynced = fsync && direct && !data;
+    // The common round (one open segment, small appends, synced directly or not at all) is
+    // written inline and synced with one callback: no promise, no async frame per round.
+    if (syncOld.length === 0 && (!fsync || direct) && this.#writeInline(chunks)) {
+      if (leftUnsynced) this.#markUnsynced(chunks);
+      if (!sync) return false;
+      datasyncThen(chunks[0]!.seg.fd, done);
+      return true;
+    }
+    this.#writeChunks(chunks, sync, syncOld, leftUnsynced).then(() => done(null), done);
+    return true;
+  }
+
+  /** Writes the round's chunks synchronously if they all go to one open segment in small pieces; else writes nothing. */
+  #writeInline(chunks: PendingChunk[]): boolean {
+    const seg = chunks[0]!.seg;
+    if (seg.fd < 0) return false;
+    for (const c of chunks) if (c.create || c.seg !== seg || c.bytes > SYNC_WRITE_MAX) return false;
+    for (const c of chunks) writevAtSync(seg.fd, c.bufs, c.pos);
+    seg.dirty = true;
+    return true;
+  }
+
+  #markUnsynced(chunks: PendingChunk[]): void {
+    for (const c of chunks) if (!this.#unsynced.includes(c.seg)) this.#unsynced.push(c.seg);
   }
 
   async #writeChunks(chunks: PendingChunk[], sync: boolean, syncOld: Segment[], leftUnsynced: boolean): Promise<void> {
@@ -439,7 +465,7 @@ export class SegmentLog implements RoundParticipant {
         if (!s.removed) throw e;
       }
     }
-    if (leftUnsynced) for (const c of chunks) if (!this.#unsynced.includes(c.seg)) this.#unsynced.push(c.seg);
+    if (leftUnsynced) this.#markUnsynced(chunks);
   }
 
   endRound(err: Error | null): void {

@@ -29,7 +29,7 @@
 import { constants } from 'node:fs';
 import { readdir, readFile, unlink } from 'node:fs/promises';
 import { closeFile, openFile, writeFileAtomic, writevAtSync } from '../io.js';
-import type { RoundParticipant, GroupCommitter } from '../durability/group-commit.js';
+import type { GroupCommitter, RoundDone, RoundParticipant } from '../durability/group-commit.js';
 import type { JournalBatch } from '../durability/journal.js';
 import { RecordType } from '../log/record.js';
 import { Placement, type PlacementValue, type SegmentLog } from '../log/segment-log.js';
@@ -454,18 +454,19 @@ export class FileQueueStore implements QueueStore, RoundParticipant {
   }
 
   // RoundParticipant: append pending acks to their files; no journal entry, no fsync.
-  beginRound(_batch: JournalBatch): Promise<void> | null {
+  beginRound(_batch: JournalBatch, _direct: boolean, done: RoundDone): boolean {
     const dirty = this.#dirtyAcks;
     this.#dirtyAcks = [];
     const reclaim = this.#reclaimable;
     this.#reclaimable = [];
-    if (dirty.length === 0 && reclaim.length === 0) return null;
+    if (dirty.length === 0 && reclaim.length === 0) return false;
     // The common case, ack files open and nothing to reclaim, is done here (errors throw to the round).
-    if (reclaim.length === 0 && dirty.every((a) => a.fd >= 0)) {
+    if (reclaim.length === 0 && allOpen(dirty)) {
       for (const acks of dirty) this.#appendAcks(acks);
-      return null;
+      return false;
     }
-    return this.#writeAcks(dirty, reclaim);
+    this.#writeAcks(dirty, reclaim).then(() => done(null), done);
+    return true;
   }
 
   async #writeAcks(dirty: SegmentAcks[], reclaim: number[]): Promise<void> {
@@ -532,4 +533,9 @@ export class FileQueueStore implements QueueStore, RoundParticipant {
     this.#delivered.close();
     this.#requeues.close();
   }
+}
+
+function allOpen(acks: SegmentAcks[]): boolean {
+  for (const a of acks) if (a.fd < 0) return false;
+  return true;
 }

@@ -47,7 +47,7 @@ import { constants as FS } from 'node:fs';
 import { systemClock, type Clock } from '../../common/mod.js';
 import { closeFile, datasync, fsyncDir, openFile, writevAt } from '../io.js';
 import type { Durability } from '../durability/policy.js';
-import type { GroupCommitter, RoundParticipant } from '../durability/group-commit.js';
+import type { GroupCommitter, RoundDone, RoundParticipant } from '../durability/group-commit.js';
 import type { JournalBatch } from '../durability/journal.js';
 import type { SegmentLog } from '../log/segment-log.js';
 import type { Storage } from '../storage.js';
@@ -422,7 +422,7 @@ export class FileScheduleStore implements ScheduleStore, RoundParticipant {
 
   // ---- the commit round ----
 
-  beginRound(_batch: JournalBatch): Promise<void> | null {
+  beginRound(_batch: JournalBatch, _direct: boolean, done: RoundDone): boolean {
     const groups = this.#groups.takePending();
     const buckets = this.#time.detachDirty();
     // Marks queued before this round wait for it to complete (it carries what the caller
@@ -431,8 +431,9 @@ export class FileScheduleStore implements ScheduleStore, RoundParticipant {
     this.#doneQueued = [];
     const ready = this.#doneReady;
     this.#doneReady = [];
-    if (groups.length === 0 && buckets.length === 0 && ready.length === 0 && !this.#housekeepingDue()) return null;
-    return this.#writeRound(groups, buckets, ready);
+    if (groups.length === 0 && buckets.length === 0 && ready.length === 0 && !this.#housekeepingDue()) return false;
+    this.#writeRound(groups, buckets, ready).then(() => done(null), done);
+    return true;
   }
 
   endRound(err: Error | null): void {

@@ -4,6 +4,7 @@
  * transaction holds until commit. The channel keeps the method switch and the mode checks.
  */
 import { decodeProperties, propertiesToBuffer, readDeliveryMode, ReplyCode, type AmqpMethodArgs } from '../codec/mod.js';
+import type { FlushListener } from '../../../broker/mod.js';
 import type { AmqpConnection } from './connection.js';
 import { channelError } from './reply-codes.js';
 import { sendContent } from './send-content.js';
@@ -20,7 +21,7 @@ interface TxPublish {
   body: Buffer;
 }
 
-export class ChannelPublisher {
+export class ChannelPublisher implements FlushListener {
   readonly #conn: AmqpConnection;
   readonly #channel: number;
   /** The channel's direct reply-to key, if it consumes from amq.rabbitmq.reply-to. */
@@ -29,6 +30,8 @@ export class ChannelPublisher {
   #publishSeq = 0;
   #confirmedUpTo = 0;
   #flushPending = false;
+  /** The last sequence number the pending flush covers. */
+  #flushUpTo = 0;
   /** Whether the last routed publish was refused by a queue (x-overflow reject-publish). */
   #rejected = false;
   /** Sequence numbers to nack once the flush before them is done, ascending. */
@@ -149,11 +152,13 @@ export class ChannelPublisher {
   /** One storage flush at a time per channel; its confirm covers everything published before it. */
   #waitFlush(): void {
     this.#flushPending = true;
-    const upTo = this.#publishSeq;
-    this.#conn.broker.flushed().then(
-      () => this.#confirmUpTo(upTo, true),
-      () => this.#confirmUpTo(upTo, false),
-    );
+    this.#flushUpTo = this.#publishSeq;
+    this.#conn.broker.whenFlushed(this);
+  }
+
+  /** FlushListener: the storage flush asked for by #waitFlush is done (or failed). */
+  flushDone(ok: boolean): void {
+    this.#confirmUpTo(this.#flushUpTo, ok);
   }
 
   #confirmUpTo(upTo: number, ok: boolean): void {

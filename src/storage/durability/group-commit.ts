@@ -213,8 +213,17 @@ export class GroupCommitter {
   #schedule(): void {
     if (this.#scheduled || this.#busy || this.#closed) return;
     this.#scheduled = true;
-    setImmediate(this.#run);
+    setImmediate(this.#afterDeliveries);
   }
+
+  /**
+   * A round starts one loop turn after the append that asked for it: the deliveries and replies
+   * that the same publishes produced (flushed at setImmediate, frame-output.ts) go out before
+   * the round's file writes, and the publishes read in the next poll phase join this round.
+   */
+  readonly #afterDeliveries = (): void => {
+    setImmediate(this.#run);
+  };
 
   readonly #run = (): void => {
     this.#scheduled = false;

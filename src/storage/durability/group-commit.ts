@@ -274,11 +274,15 @@ export class GroupCommitter {
     // One part for this loop itself, so that parts finishing synchronously cannot end the round early.
     this.#outstanding = 1;
     for (const p of parts) {
+      // Counted before the call, so that a part calling done before it returns cannot end the round.
+      this.#outstanding++;
+      let later = false;
       try {
-        if (p.beginRound(batch, direct, this.#partDone)) this.#outstanding++;
+        later = p.beginRound(batch, direct, this.#partDone);
       } catch (e) {
         if (this.#roundErr === null) this.#roundErr = e as Error;
       }
+      if (!later) this.#outstanding--;
     }
     if (batch.entries > 0) {
       this.stats.journalSyncs++;

@@ -18,20 +18,43 @@ export const MessageFlags = {
   FIRE_MARK: 4,
 } as const;
 
+/*
+ * The names of the last message encoded, as bytes: a publisher sends to one exchange and key
+ * over and over, and the codec hands back the same string objects for the same bytes, so the
+ * check is a pointer compare and the copy replaces two UTF-8 encodings.
+ */
+let lastExchange = '';
+let lastRoutingKey = '';
+const lastNames = Buffer.alloc(2 + 255 + 255);
+let lastNamesLen = 2;
+
 export function encodeStoredMessage(exchange: string, routingKey: string, props: Buffer, body: Buffer): Buffer {
-  const exLen = Buffer.byteLength(exchange);
-  const rkLen = Buffer.byteLength(routingKey);
-  const buf = Buffer.allocUnsafe(2 + exLen + rkLen + 4 + props.length + body.length);
   let p = 0;
-  buf[p++] = exLen;
-  p += buf.write(exchange, p, 'utf8');
-  buf[p++] = rkLen;
-  p += buf.write(routingKey, p, 'utf8');
+  let buf: Buffer;
+  if (exchange === lastExchange && routingKey === lastRoutingKey) {
+    const n = lastNamesLen;
+    buf = Buffer.allocUnsafe(n + 4 + props.length + body.length);
+    for (; p < n; p++) buf[p] = lastNames[p]!;
+  } else {
+    const exLen = Buffer.byteLength(exchange);
+    const rkLen = Buffer.byteLength(routingKey);
+    buf = Buffer.allocUnsafe(2 + exLen + rkLen + 4 + props.length + body.length);
+    buf[p++] = exLen;
+    p += buf.write(exchange, p, 'utf8');
+    buf[p++] = rkLen;
+    p += buf.write(routingKey, p, 'utf8');
+    if (p <= lastNames.length) {
+      for (let i = 0; i < p; i++) lastNames[i] = buf[i]!;
+      lastNamesLen = p;
+      lastExchange = exchange;
+      lastRoutingKey = routingKey;
+    }
+  }
   buf.writeUInt32BE(props.length, p);
   p += 4;
-  props.copy(buf, p);
-  p += props.length;
-  body.copy(buf, p);
+  // TypedArray#set: Buffer#copy adds argument checks and, for views, a wrapper per call.
+  buf.set(props, p);
+  buf.set(body, p + props.length);
   return buf;
 }
 

@@ -33,6 +33,25 @@ export class Deliver {
   redelivered = false;
   exchange = '';
   routingKey = '';
+  /**
+   * Or, instead of exchange and routingKey: bytes [0, namesEnd) of `names` already hold them as
+   * two shortstrs, as a stored message starts (broker/message.ts); copied, not re-encoded.
+   */
+  names: Buffer | null = null;
+  namesEnd = 0;
+  /** consumerTag as a shortstr, kept while the tag stays the same (one consumer per channel is the rule). */
+  #tagFor = '';
+  #tagBytes: Buffer = Buffer.from([0]);
+
+  tagBytes(): Buffer {
+    if (this.consumerTag !== this.#tagFor) {
+      const b = Buffer.allocUnsafe(1 + Buffer.byteLength(this.consumerTag));
+      writeShortStr(b, 0, this.consumerTag);
+      this.#tagBytes = b;
+      this.#tagFor = this.consumerTag;
+    }
+    return this.#tagBytes;
+  }
   props: Buffer = NO_PROPERTIES;
   propsStart = 0;
   propsEnd = 2;
@@ -50,7 +69,7 @@ export function deliverSizeBound(d: Deliver, frameMax: number): number {
   const bodyFrames = bodyLen === 0 ? 0 : Math.ceil(bodyLen / maxBodyChunk(frameMax));
   return (
     FRAME_OVERHEAD * (2 + bodyFrames) +
-    4 + 3 * 3 + 3 * (d.consumerTag.length + d.exchange.length + d.routingKey.length) + 8 + 1 + // method
+    4 + 1 + 3 * d.consumerTag.length + (d.names !== null ? d.namesEnd : 2 + 3 * (d.exchange.length + d.routingKey.length)) + 8 + 1 + // method
     12 + (d.propsEnd - d.propsStart) + // header
     bodyLen
   );
@@ -94,7 +113,8 @@ export function writeDeliver(buf: Buffer, off: number, d: Deliver, frameMax: num
   buf[p + 1] = 60;
   buf[p + 2] = 0;
   buf[p + 3] = 60;
-  p = writeShortStr(buf, p + 4, d.consumerTag);
+  const tag0 = d.tagBytes();
+  p = copyRange(tag0, 0, tag0.length, buf, p + 4);
   const tag = d.deliveryTag;
   const hi = tag >= TWO32 ? Math.floor(tag / TWO32) : 0;
   const lo = tag >= TWO32 ? tag - hi * TWO32 : tag;
@@ -107,8 +127,12 @@ export function writeDeliver(buf: Buffer, off: number, d: Deliver, frameMax: num
   buf[p + 6] = (lo >>> 8) & 0xff;
   buf[p + 7] = lo & 0xff;
   buf[p + 8] = d.redelivered ? 1 : 0;
-  p = writeShortStr(buf, p + 9, d.exchange);
-  p = writeShortStr(buf, p, d.routingKey);
+  if (d.names !== null) {
+    p = copyRange(d.names, 0, d.namesEnd, buf, p + 9);
+  } else {
+    p = writeShortStr(buf, p + 9, d.exchange);
+    p = writeShortStr(buf, p, d.routingKey);
+  }
   writeSize(buf, m + 3, p - m - FRAME_HEADER_SIZE);
   buf[p++] = FRAME_END;
 

@@ -406,8 +406,8 @@ export class AmqpChannel implements ConsumerSink {
     d.consumerTag = consumer.tag;
     d.deliveryTag = tag;
     d.redelivered = msg.redelivered;
-    d.exchange = v.exchange;
-    d.routingKey = v.routingKey;
+    d.names = msg.payload;
+    d.namesEnd = v.rkEnd;
     d.props = msg.payload;
     d.propsStart = v.propsStart;
     d.propsEnd = v.propsEnd;
@@ -427,6 +427,7 @@ export class AmqpChannel implements ConsumerSink {
     d.consumerTag = this.#replyConsumerTag;
     d.deliveryTag = ++this.#deliveryTag;
     d.redelivered = false;
+    d.names = null;
     d.exchange = '';
     d.routingKey = routingKey;
     d.props = props;

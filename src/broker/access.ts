@@ -13,6 +13,11 @@ export type Permission = 'configure' | 'write' | 'read';
 export class Access {
   readonly #meta: MetaStore;
   readonly #loopbackUsers: Set<string>;
+  /**
+   * The last check that passed: a publisher asks the same question for every message, and the
+   * answer only changes with setPermissions (RabbitMQ caches it per channel the same way).
+   */
+  #passed: { user: string; vhost: string; perm: Permission; kind: string; name: string } | null = null;
 
   constructor(meta: MetaStore, loopbackUsers: Iterable<string>) {
     this.#meta = meta;
@@ -25,7 +30,9 @@ export class Access {
   }
 
   async setPermissions(p: PermissionRecord): Promise<void> {
+    this.#passed = null;
     await this.#meta.put('permission', `${p.user}\u0000${p.vhost}`, p);
+    this.#passed = null;
   }
 
   /** Checks a login; `loopback` says whether the client connected from 127.0.0.0/8 or ::1. */
@@ -46,10 +53,13 @@ export class Access {
 
   /** Throws 403 ACCESS_REFUSED unless `user` has `perm` on the resource in `vhost`. */
   check(user: string, vhost: string, perm: Permission, kind: 'queue' | 'exchange', name: string): void {
+    const last = this.#passed;
+    if (last !== null && last.name === name && last.user === user && last.vhost === vhost && last.perm === perm && last.kind === kind) return;
     const p = this.permission(user, vhost);
     const resource = kind === 'exchange' && name === '' ? 'amq.default' : name;
     if (p === undefined || !permits(p[perm], resource)) {
       throw accessRefused(`${perm} access to ${kind} '${resource}' in vhost '${vhost}' refused for user '${user}'`);
     }
+    this.#passed = { user, vhost, perm, kind, name };
   }
 }

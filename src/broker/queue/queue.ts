@@ -54,6 +54,7 @@ const MAX_TIMER_MS = 2 ** 31 - 1;
 const DEDUP_HEADER = 'x-deduplication-header';
 const DELIVERY_COUNT = 'x-delivery-count';
 const RETRY_COUNT = 'x-retry-count';
+const NO_PAYLOAD = Buffer.alloc(0);
 
 export class Queue {
   readonly def: QueueDefinition;
@@ -69,6 +70,7 @@ export class Queue {
   #noAckConsumers = 0;
   #rr = 0;
   #dispatching = false;
+  readonly #handOver: StoredMessage = { ref: -1, payload: NO_PAYLOAD, ts: 0, flags: 0, redelivered: false };
   #filling = false;
   #hadConsumer = false;
   #deleted = false;
@@ -360,7 +362,13 @@ export class Queue {
     if ((flags & MessageFlags.PERSISTENT) !== 0 && this.def.durable) return false;
     const c = this.#nextConsumer();
     if (c === null) return false;
-    c.sink.deliver(c, this, { ref: -1, payload, ts, flags, redelivered: false });
+    // No-ack sinks do not keep the message object, so one per queue serves every hand-over.
+    const m = this.#handOver;
+    m.payload = payload;
+    m.ts = ts;
+    m.flags = flags;
+    c.sink.deliver(c, this, m);
+    m.payload = NO_PAYLOAD;
     return true;
   }
 

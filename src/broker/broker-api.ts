@@ -49,6 +49,4 @@ export interface ConsumeInput {
 }
 
 /** Told when the storage flush asked for with Broker.whenFlushed() is done (`ok`) or failed. */
-export interface FlushListener {
-  flushDone(ok: boolean): void;
-}
+export type { FlushListener } from '../storage/mod.js';

@@ -2,7 +2,7 @@
 export { Storage, type StorageOptions, type StorageRecoveryReport } from './storage.js';
 export type { Durability } from './durability/policy.js';
 export { DURABILITY_VALUES } from './durability/policy.js';
-export { GroupCommitter, type CommitStats } from './durability/group-commit.js';
+export { GroupCommitter, type CommitStats, type FlushListener } from './durability/group-commit.js';
 export { SegmentLog, type LogOptions, type LogRecord, type LogRecoveryReport, type RetentionPolicy } from './log/segment-log.js';
 export { RecordType } from './log/record.js';
 export type { QueueStore, StoredMessage, QueueStoreStats } from './queue-store/queue-store.js';

@@ -8,7 +8,10 @@ import type { Queue } from './queue.js';
 export interface ConsumerSink {
   /** Whether `consumer` may take one more message now. */
   canAccept(consumer: Consumer): boolean;
-  /** Hands a message over. For a no-ack consumer the queue forgets it right after. */
+  /**
+   * Hands a message over. For a no-ack consumer the queue forgets it right after, and `msg`
+   * itself may be reused once the call returns: keep its fields, not the object.
+   */
   deliver(consumer: Consumer, queue: Queue, msg: StoredMessage): void;
   /** Deliveries to `consumer` not yet acked or returned. */
   unackedOf(consumer: Consumer): number;

@@ -28,7 +28,7 @@
  * synced record ever follows an unsynced one in the log (recovery would cut the log there).
  */
 import { SluiceError } from '../../common/mod.js';
-import { datasync, datasyncThen, writevAt, writevAtSync, openFile, fsyncDir } from '../io.js';
+import { datasync, datasyncThen } from '../io.js';
 import type { Durability } from '../durability/policy.js';
 import type { GroupCommitter, RoundDone, RoundParticipant } from '../durability/group-commit.js';
 import type { JournalBatch } from '../durability/journal.js';
@@ -47,7 +47,8 @@ import {
   RECORD_HEADER,
   MAX_RECORD_BYTES,
 } from './record.js';
-import { encodeSegmentHeader, Segment, SEGMENT_HEADER } from './segment.js';
+import { Segment, SEGMENT_HEADER } from './segment.js';
+import { writeChunks, writeInline, type PendingChunk } from './round-writes.js';
 import { recoverSegments, type LogRecoveryReport } from './log-recovery.js';
 import { readRecords, readRecordSync, type LogRecord } from './segment-read.js';
 import { HeldRecords, Placement, type HeldRecord, type PlacementValue, type WriteGate } from './held-records.js';
@@ -78,24 +79,10 @@ const DEFAULT_SEGMENT_BYTES = 8 * 1024 * 1024;
 /** Growth for minRecordsPerSegment stops here (index positions are u32; a record is at most MAX_RECORD_BYTES). */
 const MAX_SEGMENT_BYTES = 1024 * 1024 * 1024;
 const SLAB_BYTES = 64 * 1024;
-/** Chunks up to this size are written synchronously (page cache only; see io.ts writevAtSync). */
-const SYNC_WRITE_MAX = 256 * 1024;
 const NO_SEGMENTS: Segment[] = [];
 /** appendRetained() payloads of this size or more are written from the caller's buffer, and may be held. */
 export const RETAIN_MIN_BYTES = 64 * 1024;
 const EMPTY = Buffer.alloc(0);
-
-interface PendingChunk {
-  seg: Segment;
-  /** File position of the chunk's first byte. */
-  pos: number;
-  bufs: Buffer[];
-  bytes: number;
-  /** The chunk begins a new segment file, so the header goes first. */
-  create: boolean;
-  /** It holds a record other than ELIDED ones (something that must be durable). */
-  data: boolean;
-}
 
 export class SegmentLog implements RoundParticipant {
   readonly id: number;
@@ -408,64 +395,21 @@ export class SegmentLog implements RoundParticipant {
     const leftUnsynced = fsync && direct && !data;
     // The common round (one open segment, small appends, synced directly or not at all) is
     // written inline and synced with one callback: no promise, no async frame per round.
-    if (syncOld.length === 0 && (!fsync || direct) && this.#writeInline(chunks)) {
+    if (syncOld.length === 0 && (!fsync || direct) && writeInline(chunks)) {
       if (leftUnsynced) this.#markUnsynced(chunks);
       if (!sync) return false;
       datasyncThen(chunks[0]!.seg.fd, done);
       return true;
     }
-    this.#writeChunks(chunks, sync, syncOld, leftUnsynced).then(() => done(null), done);
-    return true;
-  }
-
-  /** Writes the round's chunks synchronously if they all go to one open segment in small pieces; else writes nothing. */
-  #writeInline(chunks: PendingChunk[]): boolean {
-    const seg = chunks[0]!.seg;
-    if (seg.fd < 0) return false;
-    for (const c of chunks) if (c.create || c.seg !== seg || c.bytes > SYNC_WRITE_MAX) return false;
-    for (const c of chunks) writevAtSync(seg.fd, c.bufs, c.pos);
-    seg.dirty = true;
+    writeChunks(this.dir, chunks, sync, syncOld).then(() => {
+      if (leftUnsynced) this.#markUnsynced(chunks);
+      done(null);
+    }, done);
     return true;
   }
 
   #markUnsynced(chunks: PendingChunk[]): void {
     for (const c of chunks) if (!this.#unsynced.includes(c.seg)) this.#unsynced.push(c.seg);
-  }
-
-  async #writeChunks(chunks: PendingChunk[], sync: boolean, syncOld: Segment[], leftUnsynced: boolean): Promise<void> {
-    // Let the round submit the journal write first: it is the one the round waits on.
-    await null;
-    // Sequential on purpose: a segment's bytes reach the file before the next segment's, so
-    // only the newest segment can have a torn tail after kill -9.
-    for (const c of chunks) {
-      if (c.create) {
-        c.seg.fd = await openFile(c.seg.path, 'w+');
-        await fsyncDir(this.dir);
-        await writevAt(c.seg.fd, [encodeSegmentHeader(c.seg.base), ...c.bufs], 0);
-      } else {
-        const fd = await c.seg.ensureFd();
-        if (c.bytes <= SYNC_WRITE_MAX) writevAtSync(fd, c.bufs, c.pos);
-        else await writevAt(fd, c.bufs, c.pos);
-      }
-      c.seg.dirty = true;
-    }
-    if (sync) {
-      let last: Segment | null = null;
-      for (const c of chunks) {
-        if (c.seg === last) continue;
-        last = c.seg;
-        await datasync(await c.seg.ensureFd());
-      }
-    }
-    for (const s of syncOld) {
-      if (s.removed || chunks.some((c) => c.seg === s && sync)) continue;
-      try {
-        await s.use(datasync);
-      } catch (e) {
-        if (!s.removed) throw e;
-      }
-    }
-    if (leftUnsynced) this.#markUnsynced(chunks);
   }
 
   endRound(err: Error | null): void {

@@ -5,9 +5,10 @@
  *      journal entries for its `fsync` data,
  *   2. writes the journal with one writev and fdatasyncs it, once, if it got any entries,
  *   3. waits for all of that and resolves everyone who was waiting on the round.
- * Only one round is in flight; whatever arrives meanwhile joins the next, which starts at
- * setImmediate after the current one ends. Batching therefore comes from load, with no timer
- * (LavinMQ persister.cr, RocketMQ GroupCommitService).
+ * Only one round is in flight; whatever arrives meanwhile joins the next, which starts one
+ * event-loop turn after the current one ends (two setImmediates: the deliveries of the same
+ * publishes are written first). Batching therefore comes from load, with no timer (LavinMQ
+ * persister.cr, RocketMQ GroupCommitService).
  *
  * Held records: a participant may keep some records out of a round (a queue log holding a large
  * message its consumer is about to ack, so that it never has to be written; segment-log.ts).

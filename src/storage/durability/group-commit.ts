@@ -110,13 +110,12 @@ export class GroupCommitter {
   /** A round is in flight (its parts below). */
   #busy = false;
   #roundParts: RoundParticipant[] = [];
-  #roundWaiter: Waiter | null = null;
   #roundErr: Error | null = null;
   /** Parts of the round in flight not finished yet (participants, the journal write). */
   #outstanding = 0;
   /** Callers of idle()/settled() waiting for the round in flight to end. */
   #endWaiters: Array<() => void> = [];
-  /** Settles with the round in flight (or later, if records are held): rejects if it failed. */
+  /** The waiter of the round in flight, settled with it (or later, if records are held). */
   #current: Waiter | null = null;
   #scheduled = false;
   /** Pending waiters, oldest first (their seq never decreases); only the last may be open. */
@@ -261,7 +260,6 @@ export class GroupCommitter {
     w.closed = true;
     this.#current = w;
     this.#roundParts = parts;
-    this.#roundWaiter = w;
     this.#roundErr = null;
     this.stats.rounds++;
     this.stats.participantsWritten += parts.length;
@@ -296,12 +294,10 @@ export class GroupCommitter {
 
   #endRound(): void {
     const parts = this.#roundParts;
-    const w = this.#roundWaiter!;
     const err = this.#roundErr;
     this.#roundParts = [];
-    this.#roundWaiter = null;
     for (const p of parts) p.endRound(err);
-    if (this.#current === w) this.#current = null;
+    this.#current = null;
     this.#settleWaiters(parts, err);
     if (this.onRound !== null) this.onRound();
     this.#busy = false;

@@ -33,6 +33,8 @@ export interface RunInfo {
   load: string;
   runs: number;
   duration: number;
+  /** Seconds of the same load before each measured throughput run. */
+  warmup: number;
   /** Markdown, with its own code spans. */
   command: string;
   rabbitNote: string;
@@ -155,7 +157,7 @@ export function renderSection(
     '',
     `Latest run: ${info.date}, git ${info.gitSha}, Node ${info.node}, ${info.rabbitmq !== null ? `RabbitMQ ${info.rabbitmq} (Debian package)` : 'RabbitMQ not run'}, ${info.machine}, load average at start ${info.load} (the machine is shared, so absolute figures drift; compare the ratios).`,
     '',
-    `Command: ${info.command} (${info.totalMin} min) — ${info.runs} run(s) per broker and scenario, alternating RabbitMQ and Sluice, ${info.duration} s per throughput run; figures are medians, with the range of the runs in brackets.${info.rabbitNote === '' ? '' : ` ${info.rabbitNote}`}`,
+    `Command: ${info.command} (${info.totalMin} min) — ${info.runs} run(s) per broker and scenario, alternating RabbitMQ and Sluice, ${info.duration} s per throughput run${info.warmup > 0 ? `, measured after ${info.warmup} s of the same load (warm-up, not counted; both brokers)` : ''}; figures are medians, with the range of the runs in brackets.${info.rabbitNote === '' ? '' : ` ${info.rabbitNote}`}`,
     '',
     'Both brokers run as separate processes on the same machine as the load generator (`sluice perf`, its own process, one connection per producer and per consumer; its ceiling is below). Sluice: `node dist/src/cli/main.js start --data-dir <fresh dir> --amqp-port 0 --host 127.0.0.1`, a new process and data directory per run. RabbitMQ: a throwaway node (`sluicebench@localhost`, no plugins, default configuration, its own data directory on the same disk), fresh queues per run and a fresh node per run of scenario 8. Throughput is end-to-end: messages consumed during the run / its length. Latency is consume time − the send time in the first 8 body bytes (one clock, one machine). RSS is VmRSS of the broker process (beam.smp for RabbitMQ) once the idle connections or queues exist; "growth" is the difference from the same broker just before.',
     '',

@@ -1,10 +1,11 @@
 /**
  * `npm run bench`: Sluice next to RabbitMQ, through the shipped perf tool.
  *
- *   node dist/bench/side-by-side/run.js [--smoke] [--profile DIR] [--runs N] [--duration S]
+ *   node dist/bench/side-by-side/run.js [--smoke] [--profile DIR] [--runs N] [--duration S] [--warmup S]
  *        [--scenarios 1,3|1a,7b] [--no-rabbitmq] [--no-ceiling] [--no-write]
  *
- * Environment overrides: BENCH_RUNS (3), BENCH_DURATION (10 s), BENCH_SCENARIOS (all),
+ * Environment overrides: BENCH_RUNS (3), BENCH_DURATION (10 s), BENCH_WARMUP (5 s of the same
+ * load before each measured throughput run, for both brokers), BENCH_SCENARIOS (all),
  * BENCH_RABBITMQ=0, BENCH_CEILING=0, BENCH_RESULTS_FILE (default: bench/RESULTS.md of the
  * checkout this build lives in), BENCH_GIT_SHA (for a build outside a git checkout). Installs nothing: RabbitMQ runs only if rabbitmq-server is
  * installed (a throwaway node, see rabbitmq-node.ts), else Sluice runs alone and the table
@@ -47,6 +48,7 @@ const say = (s: string): void => void process.stdout.write(s + '\n');
 interface Config {
   runs: number;
   duration: number;
+  warmup: number;
   scenarios: Scenario[];
   rabbit: boolean;
   ceiling: boolean;
@@ -63,6 +65,7 @@ function config(): Config {
       profile: { type: 'string' },
       runs: { type: 'string' },
       duration: { type: 'string' },
+      warmup: { type: 'string' },
       scenarios: { type: 'string' },
       'no-rabbitmq': { type: 'boolean' },
       'no-ceiling': { type: 'boolean' },
@@ -77,6 +80,7 @@ function config(): Config {
     smoke,
     runs: smoke ? 1 : Number(values.runs ?? env.BENCH_RUNS ?? 3),
     duration: smoke ? 1 : Number(values.duration ?? env.BENCH_DURATION ?? 10),
+    warmup: smoke ? 0 : Number(values.warmup ?? env.BENCH_WARMUP ?? 5),
     scenarios,
     rabbit: !smoke && !values['no-rabbitmq'] && env.BENCH_RABBITMQ !== '0',
     ceiling: !values['no-ceiling'] && env.BENCH_CEILING !== '0',
@@ -152,7 +156,7 @@ async function runOne(t: Target, s: Scenario, run: number, ctx: ScenarioContext,
   try {
     const args = ['--uri', broker.url, '--label', `${s.id}/${t.name}/${run}`, '--queue-prefix', `sbs-${s.id}-${run}-`, ...s.args(ctx)];
     if (s.kind === 'throughput') args.push('--cleanup');
-    const timeout = (s.kind === 'throughput' ? ctx.duration + 120 : 600) * 1000;
+    const timeout = (s.kind === 'throughput' ? ctx.duration + ctx.warmup + 120 : 600) * 1000;
     let baseline = 0;
     let loaded = 0;
     if (s.kind === 'idle-connections' || s.kind === 'idle-queues') {
@@ -253,7 +257,7 @@ async function profile(cfg: Config, base: string, dir: string, logFile: string):
     rmSync(profDir, { recursive: true, force: true });
     mkdirSync(profDir, { recursive: true });
     const t = new SluiceTarget(base, () => profDir);
-    const r = await runOne(t, s, 1, { duration: cfg.duration, smoke: false }, logFile);
+    const r = await runOne(t, s, 1, { duration: cfg.duration, warmup: cfg.warmup, smoke: false }, logFile);
     say(`profile ${id} (${s.title}): ${describe(r, s)}`);
     const files = readdirSync(profDir).filter((f) => f.endsWith('.cpuprofile'));
     for (const f of files) {
@@ -270,7 +274,7 @@ async function main(): Promise<number> {
   const root = findRepoRoot();
   const base = mkdtempSync(join(tmpdir(), 'sluice-side-by-side-'));
   const logFile = join(base, 'perf.log');
-  const ctx: ScenarioContext = { duration: cfg.duration, smoke: cfg.smoke };
+  const ctx: ScenarioContext = { duration: cfg.duration, warmup: cfg.warmup, smoke: cfg.smoke };
   say(`side-by-side: work dir ${base} (perf output in ${logFile})`);
   if (!existsSync(mainJs)) throw new Error(`${mainJs} is missing; build first (npx tsc -p tsconfig.json)`);
 
@@ -319,6 +323,7 @@ async function main(): Promise<number> {
     load: loadavg().map((x) => x.toFixed(2)).join(', '),
     runs: cfg.runs,
     duration: cfg.duration,
+    warmup: cfg.warmup,
     command:
       process.env.BENCH_GIT_SHA !== undefined
         ? '`npm run bench` in a clean `git archive` export of that commit (so work in progress elsewhere in the tree does not change what runs)'

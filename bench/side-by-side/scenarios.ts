@@ -31,6 +31,8 @@ export interface Scenario {
 
 export interface ScenarioContext {
   duration: number;
+  /** Seconds of the same load before each measured throughput run (perf --warmup). */
+  warmup: number;
   smoke: boolean;
 }
 
@@ -40,7 +42,7 @@ const x2: Target = { kind: 'ratio-min', value: 2, text: 'Sluice ≥ 2× RabbitMQ
 const parHigher: Target = { kind: 'ratio-min', value: 0.8, text: 'on par (≥ 0.8×)' };
 const parLower: Target = { kind: 'ratio-max', value: 1.25, text: 'on par (≤ 1.25×)' };
 
-const dur = (c: ScenarioContext): string[] => ['--duration', String(c.duration)];
+const dur = (c: ScenarioContext): string[] => ['--duration', String(c.duration), ...(c.warmup > 0 ? ['--warmup', String(c.warmup)] : [])];
 /** Consumers of the transient scenarios: no-ack, as the earlier amqplib benchmark ran. */
 const transientConsumer = ['--autoack'];
 /** Consumers of the persistent scenarios: manual acks, one per message, prefetch 1000. */

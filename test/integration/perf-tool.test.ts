@@ -65,6 +65,18 @@ describe('sluice perf', () => {
     assert.equal(s.consumed, 6000);
   });
 
+  test('--warmup runs the load first and counts only the measured --duration', async () => {
+    const s = await perf(['--uri', broker.amqpUrl, '--rate', '500', '--warmup', '1', '--duration', '1', '--persistent', '--confirm', '100', '--prefetch', '100', '--size', '256', '--queue-prefix', 'perf-t4-']);
+    assert.equal(s.error, null);
+    assert.equal((s.params as { warmup: number }).warmup, 1);
+    assert.ok((s.elapsedS as number) >= 0.9 && (s.elapsedS as number) < 1.6, `elapsed ${String(s.elapsedS)} s`);
+    // One second at 500 msg/s, not the two the producer ran for.
+    assert.ok(s.published >= 350 && s.published <= 650, `published ${s.published}`);
+    assert.ok(s.consumed >= 350 && s.consumed <= 650, `consumed ${s.consumed}`);
+    assert.equal(s.latencyMs.samples, s.consumed);
+    await assert.rejects(perf(['--uri', broker.amqpUrl, '--warmup', '1', '--count', '10']), /--warmup needs a throughput run with --duration/);
+  });
+
   test('queue churn and connection churn report what they did', async () => {
     const q = await perf(['--uri', broker.amqpUrl, '--mode', 'queue-churn', '--count', '50']);
     assert.equal(q.error, null);

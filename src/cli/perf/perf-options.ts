@@ -28,6 +28,8 @@ export interface PerfOptions {
   autoack: boolean;
   /** Seconds; 0 when --count ends the run. */
   duration: number;
+  /** Seconds of load before the measured --duration starts; nothing in them is counted. */
+  warmup: number;
   /** Messages per producer (throughput), or queues / connections for the other modes. */
   count: number;
   json: boolean;
@@ -68,6 +70,9 @@ Consumers:
   --multi-ack N          ack every N deliveries with multiple=true (default 1)
 Run:
   --duration S           seconds (default 10 unless --count)
+  --warmup S             run the same load S seconds first and count none of it (default 0;
+                         with --duration only), so JIT warm-up and first-run effects are
+                         not measured
   --count N              messages per producer (consume-only: messages in all); with
                          --mode: queues or connections
   --timeout S            give up a --count run after S seconds (default 600)
@@ -117,6 +122,7 @@ export function parsePerfOptions(argv: string[]): PerfOptions | 'help' {
       prefetch: { type: 'string' },
       'multi-ack': { type: 'string' },
       duration: { type: 'string' },
+      warmup: { type: 'string' },
       count: { type: 'string' },
       timeout: { type: 'string' },
       workers: { type: 'string' },
@@ -164,6 +170,7 @@ export function parsePerfOptions(argv: string[]): PerfOptions | 'help' {
     multiAck,
     autoack,
     duration: int('duration', values.duration, count > 0 || mode !== 'throughput' ? 0 : 10),
+    warmup: int('warmup', values.warmup, 0),
     count,
     json: values.json ?? false,
     workers: int('workers', values.workers, 0),
@@ -175,6 +182,7 @@ export function parsePerfOptions(argv: string[]): PerfOptions | 'help' {
     host: values.host ?? '127.0.0.1',
     port: int('port', values.port, 5673),
   };
+  if (o.warmup > 0 && (mode !== 'throughput' || o.duration === 0)) throw new Error('--warmup needs a throughput run with --duration');
   if (mode === 'throughput' && o.producers === 0 && o.consumers === 0) throw new Error('nothing to do: --producers 0 and --consumers 0');
   if (mode !== 'throughput' && mode !== 'sink-server' && o.count === 0) o.count = 1000;
   return o;

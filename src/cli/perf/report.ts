@@ -38,6 +38,7 @@ export function describeParams(o: PerfOptions): string {
     o.rate > 0 ? `${fmtInt(o.rate)} msg/s per producer` : 'unthrottled',
     o.duration > 0 ? `${o.duration} s` : `${fmtInt(o.count)} msg per producer`,
   ];
+  if (o.warmup > 0) parts.push(`after ${o.warmup} s of warm-up`);
   if (o.workers > 0) parts.push(plural(o.workers, 'worker thread'));
   return parts.join(', ');
 }
@@ -47,11 +48,13 @@ export function formatInterval(
   spanMs: number,
   s: { published: number; confirmed: number; nacked: number; consumed: number; blocked: number; latency: LatencyHistogram },
   outstanding: number,
+  warmup = false,
 ): string {
   const rate = (v: number): string => fmtInt((v * 1000) / spanMs).padStart(9);
   const lat = s.latency.count > 0 ? `latency p50 ${fmtMs(s.latency.percentile(50))} ms, p99 ${fmtMs(s.latency.percentile(99))} ms` : 'latency -';
   const extra = (s.nacked > 0 ? `, nacked ${fmtInt(s.nacked)}` : '') + (s.blocked > 0 ? ', BLOCKED' : '');
-  return `${(atMs / 1000).toFixed(1).padStart(6)} s  sent ${rate(s.published)} msg/s  confirmed ${rate(s.confirmed)} msg/s  received ${rate(s.consumed)} msg/s  unconfirmed ${fmtInt(outstanding).padStart(6)}  ${lat}${extra}`;
+  const at = `${(atMs / 1000).toFixed(1).padStart(6)} s${warmup ? ' warm-up' : ''}`;
+  return `${at}  sent ${rate(s.published)} msg/s  confirmed ${rate(s.confirmed)} msg/s  received ${rate(s.consumed)} msg/s  unconfirmed ${fmtInt(outstanding).padStart(6)}  ${lat}${extra}`;
 }
 
 export function formatSummary(r: RunSummary): string {
@@ -93,6 +96,7 @@ export function summaryJson(o: PerfOptions, r: RunSummary): Record<string, unkno
       prefetch: o.prefetch,
       multiAck: o.multiAck,
       duration: o.duration,
+      warmup: o.warmup,
       count: o.count,
       workers: o.workers,
     },

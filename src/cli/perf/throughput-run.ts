@@ -72,17 +72,29 @@ export async function runThroughput(o: PerfOptions): Promise<number> {
     await Promise.all(handles.map((h) => h.setup()));
     t0 = nowMs();
     for (const h of handles) h.start();
-    const stopAt = t0 + (o.duration > 0 ? o.duration : o.timeout) * 1000;
+    // The warm-up runs the same load and reports it, but its figures go to a throwaway total;
+    // the measured run starts where it ends.
+    let warm = o.warmup > 0;
+    let stopAt = t0 + (warm ? o.warmup : o.duration > 0 ? o.duration : o.timeout) * 1000;
     let last = t0;
     let next = t0 + o.intervalMs;
     while (failure === null) {
       await sleep(Math.min(next, stopAt) - nowMs());
       const now = nowMs();
-      if (failure !== null || now >= stopAt) break;
+      if (failure !== null) break;
+      if (now >= stopAt) {
+        if (!warm) break;
+        await Promise.all(handles.map((h) => h.take()));
+        warm = false;
+        t0 = last = nowMs();
+        next = t0 + o.intervalMs;
+        stopAt = t0 + o.duration * 1000;
+        continue;
+      }
       if (now < next) continue;
       const takes = await Promise.all(handles.map((h) => h.take()));
-      const sum = totals.add(takes.map((t) => t.stats));
-      log.write(formatInterval(now - t0, now - last, sum, takes.reduce((a, t) => a + t.outstanding, 0)) + '\n');
+      const sum = (warm ? new StatsTotals() : totals).add(takes.map((t) => t.stats));
+      log.write(formatInterval(now - t0, now - last, sum, takes.reduce((a, t) => a + t.outstanding, 0), warm) + '\n');
       last = now;
       next += o.intervalMs;
       if (o.count > 0 && o.duration === 0) {

@@ -42,6 +42,12 @@ export class Deliver {
   /** consumerTag as a shortstr, kept while the tag stays the same (one consumer per channel is the rule). */
   #tagFor = '';
   #tagBytes: Buffer = Buffer.from([0]);
+  props: Buffer = NO_PROPERTIES;
+  propsStart = 0;
+  propsEnd = 2;
+  body: Buffer = EMPTY;
+  bodyStart = 0;
+  bodyEnd = 0;
 
   tagBytes(): Buffer {
     if (this.consumerTag !== this.#tagFor) {
@@ -52,12 +58,6 @@ export class Deliver {
     }
     return this.#tagBytes;
   }
-  props: Buffer = NO_PROPERTIES;
-  propsStart = 0;
-  propsEnd = 2;
-  body: Buffer = EMPTY;
-  bodyStart = 0;
-  bodyEnd = 0;
 }
 
 /**

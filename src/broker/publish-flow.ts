@@ -23,10 +23,15 @@ export class PublishFlow {
   #waiting: FlowListener[] = [];
   /** Times a publishing connection was paused (for metrics and tests). */
   pauses = 0;
+  readonly #now: () => number;
+
+  constructor(now: () => number = Date.now) {
+    this.#now = now;
+  }
 
   get held(): boolean {
     // No clock read while nothing is scheduled (the common case).
-    return this.#dueAt !== Infinity && this.#dueAt <= Date.now();
+    return this.#dueAt !== Infinity && this.#dueAt <= this.#now();
   }
 
   /**
@@ -35,7 +40,7 @@ export class PublishFlow {
    * few microseconds would otherwise hold them at every check, and publishing would crawl.
    */
   nextWorkAt(at: number): void {
-    this.#dueAt = at === -Infinity || at === Infinity ? at : Math.max(at, Date.now() + PUBLISH_SLICE_MS);
+    this.#dueAt = at === -Infinity || at === Infinity ? at : Math.max(at, this.#now() + PUBLISH_SLICE_MS);
     if (this.#waiting.length > 0 && !this.held) {
       const waiting = this.#waiting;
       this.#waiting = [];

@@ -63,9 +63,15 @@ export function sleep(ms: number): Promise<void> {
   return new Promise((r) => setTimeout(r, ms));
 }
 
-/** Polls `cond` until it holds or `ms` pass. */
+const MIN_WAIT_MS = 30_000;
+
+/**
+ * Polls `cond` until it holds. The deadline only bounds a failing test, so it is never shorter
+ * than MIN_WAIT_MS: CI runs on shared two-core machines where a loaded broker takes seconds for
+ * what takes milliseconds when idle, and a passing test waits no longer for it.
+ */
 export async function waitFor(cond: () => boolean | Promise<boolean>, ms = 5000, what = 'condition'): Promise<void> {
-  const deadline = Date.now() + ms;
+  const deadline = Date.now() + Math.max(ms, MIN_WAIT_MS);
   while (!(await cond())) {
     if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
     await sleep(10);

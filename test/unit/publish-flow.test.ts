@@ -5,6 +5,7 @@ import assert from 'node:assert/strict';
 import { PublishFlow, type FlowListener } from '../../src/broker/publish-flow.js';
 import { ScheduleRunner } from '../../src/broker/schedule/schedule-runner.js';
 import { MemoryScheduleStore } from '../../src/storage/memory/memory-schedule-store.js';
+import { ManualClock } from '../../src/common/clock.js';
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
@@ -15,14 +16,17 @@ class Listener implements FlowListener {
   }
 }
 
-test('PublishFlow: held from the due time (after a publishing slice) until the work reports its next due time; waiters are released once', async () => {
-  const flow = new PublishFlow();
+test('PublishFlow: held from the due time (after a publishing slice) until the work reports its next due time; waiters are released once', () => {
+  const clock = new ManualClock();
+  const flow = new PublishFlow(() => clock.now());
   assert.equal(flow.held, false, 'nothing due: not held');
-  flow.nextWorkAt(Date.now() + 60_000);
+  flow.nextWorkAt(clock.now() + 60_000);
   assert.equal(flow.held, false, 'due later: not held yet');
-  flow.nextWorkAt(Date.now() - 1);
+  flow.nextWorkAt(clock.now() - 1);
   assert.equal(flow.held, false, 'due already: publishers still get their slice first');
-  await sleep(5);
+  clock.advance(1);
+  assert.equal(flow.held, false, 'the slice is 2 ms');
+  clock.advance(1);
   assert.equal(flow.held, true, 'slice over, work due: held');
   const a = new Listener();
   const b = new Listener();
@@ -42,18 +46,26 @@ test('PublishFlow: held from the due time (after a publishing slice) until the w
 });
 
 test('ScheduleRunner: publishers are held while entries fire, and not before they are due or after', async () => {
-  const flow = new PublishFlow();
+  // The runner's timer is real, its clock is not: however slowly the machine runs, nothing is
+  // due until the test moves the clock.
+  const clock = new ManualClock();
+  const now = (): number => clock.now();
+  const flow = new PublishFlow(now);
   const heldAtFire: boolean[] = [];
-  const runner = new ScheduleRunner(new MemoryScheduleStore('t'), () => heldAtFire.push(flow.held));
+  const runner = new ScheduleRunner(new MemoryScheduleStore('t'), () => heldAtFire.push(flow.held), now);
   runner.flow = flow;
   runner.start();
   assert.equal(flow.held, false, 'empty schedule');
-  runner.add(Date.now() + 80, 'g', Buffer.from('a'));
-  runner.add(Date.now() + 80, 'g', Buffer.from('b'));
+  runner.add(clock.now() + 80, 'g', Buffer.from('a'));
+  runner.add(clock.now() + 80, 'g', Buffer.from('b'));
   assert.equal(flow.held, false, 'entries due in 80 ms: not held yet');
-  await sleep(40);
-  assert.equal(flow.held, false);
-  await sleep(120);
+  clock.advance(79);
+  await sleep(200); // the runner's timer comes and goes; nothing is due by its clock
+  assert.equal(flow.held, false, '1 ms before due: not held');
+  assert.deepEqual(heldAtFire, [], 'nothing fired early');
+  clock.advance(1);
+  const deadline = Date.now() + 20_000;
+  while (heldAtFire.length < 2 && Date.now() < deadline) await sleep(10);
   assert.deepEqual(heldAtFire, [true, true], 'held while firing');
   assert.equal(flow.held, false, 'caught up: released');
   await runner.close();
@@ -77,8 +89,9 @@ test('ScheduleRunner: a backlog of due entries lets publishers in between batche
   flow.nextWorkAt(-Infinity);
   flow.waitForRelease(waiter);
   runner.start();
-  while (fired < 5000) await sleep(5);
-  await sleep(20);
+  const deadline = Date.now() + 30_000;
+  while (fired < 5000 && Date.now() < deadline) await sleep(5);
+  assert.equal(fired, 5000);
   assert.ok(releasedMidway >= 1, `publishers got a turn between batches (${releasedMidway})`);
   assert.equal(flow.held, false);
   await runner.close();

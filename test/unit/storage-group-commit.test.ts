@@ -93,11 +93,30 @@ function holder(committer: GroupCommitter): { hold(): number; release(): void; r
   return p;
 }
 
+// Waiting a short while shows only that something has NOT happened yet (a slow machine cannot
+// make a held promise settle); that something does happen is waited for with a long deadline.
 const settledWithin = async (p: Promise<void>, ms: number): Promise<boolean> => {
   let done = false;
   void p.then(() => (done = true));
   await new Promise((r) => setTimeout(r, ms));
   return done;
+};
+const settles = (p: Promise<void>): Promise<boolean> => settledWithin(p, 0).then((d) => d || eventually(p));
+const eventually = async (p: Promise<void>): Promise<boolean> => {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<boolean>((r) => (timer = setTimeout(() => r(false), 20_000)));
+  try {
+    return await Promise.race([p.then(() => true), timeout]);
+  } finally {
+    clearTimeout(timer);
+  }
+};
+const until = async (cond: () => boolean): Promise<void> => {
+  const deadline = Date.now() + 20_000;
+  while (!cond()) {
+    if (Date.now() > deadline) throw new Error('condition not reached in 20 s');
+    await new Promise((r) => setTimeout(r, 5));
+  }
 };
 
 test('flushed() waits for records held before the call, and only for those', async () => {
@@ -105,14 +124,14 @@ test('flushed() waits for records held before the call, and only for those', asy
   const c = storage.committer;
   const h = holder(c);
   const before = c.flushed(); // nothing held yet
-  assert.equal(await settledWithin(before, 20), true, 'a call before any hold resolves');
+  assert.equal(await settles(before), true, 'a call before any hold resolves');
   h.hold();
   const after = c.flushed();
+  await until(() => h.rounds >= 1);
   assert.equal(await settledWithin(after, 30), false, 'a call after a hold waits for it, round after round');
-  assert.ok(h.rounds >= 1);
   assert.equal(c.holders, 1);
   h.release();
-  assert.equal(await settledWithin(after, 20), true, 'and resolves once the record is let go');
+  assert.equal(await settles(after), true, 'and resolves once the record is let go');
   assert.equal(c.holders, 0);
   await storage.close();
 });
@@ -125,7 +144,7 @@ test('a record held after a flushed() call does not delay that call, even before
   log.append(payloadFor(1));
   const mine = log.flushed(); // covers record 1 only
   h.hold(); // appended after the call, in the same tick: same round
-  assert.equal(await settledWithin(mine, 30), true, 'not held up by the later record');
+  assert.equal(await settles(mine), true, 'not held up by the later record (still held)');
   const later = log.flushed();
   assert.equal(await settledWithin(later, 30), false, 'a call after the hold waits');
   h.release();
@@ -188,7 +207,7 @@ test('whenFlushed() waits for records held before the call, like flushed()', asy
   await new Promise((r) => setTimeout(r, 30));
   assert.equal(called, 0, 'held, round after round');
   h.release();
-  await new Promise((r) => setTimeout(r, 20));
+  await until(() => called !== 0);
   assert.equal(called, 1);
   await storage.close();
 });

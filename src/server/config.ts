@@ -11,6 +11,8 @@ export interface SluiceConfig {
   frameMax: number;
   channelMax: number;
   heartbeat: number;
+  /** ms a client has from TCP accept to connection.open (RabbitMQ's handshake_timeout). */
+  handshakeTimeout: number;
   maxMessageSize: number;
   logLevel: string;
   /** RabbitMQ-style policies: { vhost, name, pattern, 'apply-to', priority, definition }. */
@@ -24,6 +26,7 @@ export const DEFAULT_CONFIG: SluiceConfig = {
   frameMax: 131072,
   channelMax: 2047,
   heartbeat: 60,
+  handshakeTimeout: 10_000,
   maxMessageSize: 128 * 1024 * 1024,
   logLevel: 'info',
   policies: [],

@@ -30,6 +30,7 @@ export async function startBroker(options: Partial<SluiceConfig> & { quiet?: boo
     frameMax: cfg.frameMax,
     channelMax: cfg.channelMax,
     heartbeat: cfg.heartbeat,
+    handshakeTimeout: cfg.handshakeTimeout,
     maxMessageSize: cfg.maxMessageSize,
   });
   let amqpPort: number;

@@ -23,6 +23,8 @@ export class AmqpServer implements AmqpServerContext {
   readonly #broker: Broker;
   readonly #server: Server;
   readonly #connections = new Set<AmqpConnection>();
+  /** Connections not yet open, with when they were accepted. */
+  readonly #handshaking = new Map<AmqpConnection, number>();
   readonly #sockets = new Set<Socket>();
   readonly #replyChannels = new Map<string, AmqpChannel>();
   #tick: NodeJS.Timeout | null = null;
@@ -35,6 +37,7 @@ export class AmqpServer implements AmqpServerContext {
       frameMax: opts.frameMax ?? 131072,
       channelMax: opts.channelMax ?? 2047,
       heartbeat: opts.heartbeat ?? 60,
+      handshakeTimeout: opts.handshakeTimeout ?? 10_000,
       maxMessageSize: opts.maxMessageSize ?? 128 * 1024 * 1024,
       version: opts.version ?? '0.1.0',
       clusterName: opts.clusterName ?? 'sluice',
@@ -54,17 +57,35 @@ export class AmqpServer implements AmqpServerContext {
     this.#tick = setInterval(() => {
       const now = Date.now();
       for (const c of this.#connections) c.tick(now);
+      this.#expireHandshakes(now);
     }, 1000);
     this.#tick.unref();
     const addr = this.#server.address();
     return typeof addr === 'object' && addr !== null ? addr.port : port;
   }
 
+  /**
+   * RabbitMQ's handshake_timeout: a socket that has not reached connection.open in time is
+   * closed, so that connections which never speak cannot pile up. Checked on the 1-second tick.
+   */
+  #expireHandshakes(now: number): void {
+    const limit = this.config.handshakeTimeout;
+    if (limit <= 0) return;
+    for (const [c, acceptedAt] of this.#handshaking) {
+      if (now - acceptedAt < limit) continue;
+      this.#handshaking.delete(c);
+      this.log.warn({ connection: c.id, remote: c.socket.remoteAddress }, `closing a connection that did not complete the handshake in ${limit} ms (handshake_timeout)`);
+      c.socket.destroy();
+    }
+  }
+
   #accept(socket: Socket): void {
     this.#sockets.add(socket);
     socket.on('close', () => this.#sockets.delete(socket));
     try {
-      new AmqpConnection(socket, this.#broker, this);
+      const c = new AmqpConnection(socket, this.#broker, this);
+      this.#handshaking.set(c, Date.now());
+      socket.on('close', () => this.#handshaking.delete(c));
     } catch (err) {
       this.log.error({ err }, 'could not set up an AMQP connection');
       socket.destroy();
@@ -72,6 +93,7 @@ export class AmqpServer implements AmqpServerContext {
   }
 
   connectionOpened(c: AmqpConnection): void {
+    this.#handshaking.delete(c);
     this.#connections.add(c);
   }
   connectionClosed(c: AmqpConnection): void {

@@ -6,6 +6,7 @@ export interface AmqpConfig {
   frameMax: number;
   channelMax: number;
   heartbeat: number;
+  handshakeTimeout: number;
   maxMessageSize: number;
   version: string;
   clusterName: string;

@@ -218,6 +218,24 @@ describe('AMQP error codes', () => {
       const close = await r.expectConnectionClose();
       assert.equal(close.replyCode, 403);
     });
+    test('PLAIN with an authorization identity other than the user: 403, as RabbitMQ (no proxy login)', async () => {
+      const r = await rawOpen();
+      r.startFrames();
+      r.write(PROTOCOL_HEADER);
+      await r.expectMethod('connection.start');
+      r.send(0, { name: 'connection.start-ok', args: { clientProperties: {}, mechanism: 'PLAIN', response: 'admin\u0000guest\u0000guest', locale: 'en_US' } });
+      const close = await r.expectConnectionClose();
+      assert.equal(close.replyCode, 403);
+      assert.match(close.replyText, /authorization identity 'admin'/);
+    });
+    test('PLAIN with the user itself as authorization identity logs in', async () => {
+      const r = await rawOpen();
+      r.startFrames();
+      r.write(PROTOCOL_HEADER);
+      await r.expectMethod('connection.start');
+      r.send(0, { name: 'connection.start-ok', args: { clientProperties: {}, mechanism: 'PLAIN', response: 'guest\u0000guest\u0000guest', locale: 'en_US' } });
+      await r.expectMethod('connection.tune');
+    });
   });
 
   test('405 RESOURCE_LOCKED: another connection\'s exclusive queue (channel)', async () => {
@@ -320,6 +338,36 @@ describe('AMQP error codes', () => {
   });
 
   describe('530 NOT_ALLOWED (connection)', () => {
+    /** Handshake up to tune, then tune-ok with `channelMax`. */
+    const tunedTo = async (channelMax: number): Promise<RawAmqp> => {
+      const r = await rawOpen();
+      r.startFrames();
+      r.write(PROTOCOL_HEADER);
+      await r.expectMethod('connection.start');
+      r.send(0, { name: 'connection.start-ok', args: { clientProperties: {}, mechanism: 'PLAIN', response: '\u0000guest\u0000guest', locale: 'en_US' } });
+      await r.expectMethod('connection.tune');
+      r.send(0, { name: 'connection.tune-ok', args: { channelMax, frameMax: 131072, heartbeat: 0 } });
+      return r;
+    };
+    for (const channelMax of [0, 2048, 65535]) {
+      test(`tune-ok with channel_max=${channelMax} (server maximum 2047) is refused, as RabbitMQ does`, async () => {
+        const r = await tunedTo(channelMax);
+        const close = await r.expectConnectionClose();
+        assert.equal(close.replyCode, 530);
+        assert.equal(close.replyText, `NOT_ALLOWED - negotiated channel_max = ${channelMax} is higher than the maximum allowed value (2047)`);
+      });
+    }
+    test('a channel number above the negotiated channel_max', async () => {
+      const r = await tunedTo(10);
+      r.send(0, { name: 'connection.open', args: { virtualHost: '/' } });
+      await r.expectMethod('connection.open-ok');
+      r.send(10, { name: 'channel.open', args: {} });
+      await r.expectMethod('channel.open-ok');
+      r.send(11, { name: 'channel.open', args: {} });
+      const close = await r.expectConnectionClose();
+      assert.equal(close.replyCode, 530);
+      assert.match(close.replyText, /channel 11 exceeds the negotiated channel_max \(10\)/);
+    });
     test('connect to a vhost that does not exist', async () => {
       // amqplib reports a close during the handshake as "Expected ConnectionOpenOk; got
       // <ConnectionClose ...>" without the code, so the code is checked on a raw socket too.
@@ -330,7 +378,7 @@ describe('AMQP error codes', () => {
       await r.expectMethod('connection.start');
       r.send(0, { name: 'connection.start-ok', args: { clientProperties: {}, mechanism: 'PLAIN', response: '\u0000guest\u0000guest', locale: 'en_US' } });
       await r.expectMethod('connection.tune');
-      r.send(0, { name: 'connection.tune-ok', args: { channelMax: 0, frameMax: 131072, heartbeat: 0 } });
+      r.send(0, { name: 'connection.tune-ok', args: { channelMax: 2047, frameMax: 131072, heartbeat: 0 } });
       r.send(0, { name: 'connection.open', args: { virtualHost: 'nope' } });
       const close = await r.expectConnectionClose();
       assert.equal(close.replyCode, 530);

@@ -221,7 +221,8 @@ export class AmqpConnection implements FlowListener {
       throw connectionError(ReplyCode.COMMAND_INVALID, `COMMAND_INVALID - frame on channel ${f.channel} before the connection is open`);
     }
     if (f.channel > this.channelMax) {
-      throw connectionError(ReplyCode.CHANNEL_ERROR, `CHANNEL_ERROR - channel ${f.channel} exceeds channel_max ${this.channelMax}`);
+      // RabbitMQ 3.10 answers 530, as for any negotiated limit a client exceeds.
+      throw connectionError(ReplyCode.NOT_ALLOWED, `NOT_ALLOWED - channel ${f.channel} exceeds the negotiated channel_max (${this.channelMax})`);
     }
     let ch = this.#channels.get(f.channel);
     if (ch === undefined) {
@@ -307,8 +308,14 @@ export class AmqpConnection implements FlowListener {
         if (frameMax === 0 ? serverMax !== 0 : frameMax > serverMax && serverMax !== 0) {
           throw connectionError(ReplyCode.NOT_ALLOWED, `NOT_ALLOWED - frame_max=${frameMax} > ${serverMax} max size`);
         }
+        // RabbitMQ's rule for every negotiated limit: 0 (no limit) or more than the server's
+        // maximum is refused, not clamped.
+        const serverChannelMax = this.ctx.config.channelMax;
+        if (serverChannelMax !== 0 && (channelMax === 0 || channelMax > serverChannelMax)) {
+          throw connectionError(ReplyCode.NOT_ALLOWED, `NOT_ALLOWED - negotiated channel_max = ${channelMax} is higher than the maximum allowed value (${serverChannelMax})`);
+        }
         this.frameMax = frameMax === 0 ? serverMax : frameMax;
-        this.channelMax = channelMax === 0 ? this.ctx.config.channelMax : Math.min(channelMax, this.ctx.config.channelMax);
+        this.channelMax = channelMax === 0 ? serverChannelMax : channelMax;
         this.heartbeat = heartbeat;
         this.#state = State.AwaitOpen;
         return;
@@ -357,6 +364,10 @@ export class AmqpConnection implements FlowListener {
       // authzid NUL authcid NUL password (RFC 4616)
       const parts = response.toString('utf8').split('\u0000');
       if (parts.length !== 3) throw connectionError(ReplyCode.ACCESS_REFUSED, 'ACCESS_REFUSED - malformed PLAIN response');
+      // RabbitMQ has no proxy authorization: an authzid other than the user itself is refused.
+      if (parts[0] !== '' && parts[0] !== parts[1]) {
+        throw connectionError(ReplyCode.ACCESS_REFUSED, `ACCESS_REFUSED - authorization identity '${parts[0]}' differs from user '${parts[1]}'`);
+      }
       return { user: parts[1]!, pass: parts[2]! };
     }
     if (mechanism === 'AMQPLAIN') {
